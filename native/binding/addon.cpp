@@ -1,0 +1,17 @@
+// The addon's export list. Each concern registers its functions from its own file.
+#include <napi.h>
+
+#include "bindings.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  using namespace lieq::napi;
+  register_info(env, exports);
+  register_convert(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(lieq, Init)

@@ -1,0 +1,10 @@
+// One registration function per binding file; addon.cpp calls them all.
+#pragma once
+#include <napi.h>
+
+namespace lieq::napi {
+
+void register_info(Napi::Env env, Napi::Object exports);
+void register_convert(Napi::Env env, Napi::Object exports);
+
+}  // namespace lieq::napi

@@ -1,0 +1,12 @@
+// Used when the addon is built without CUDA (no nvcc, or LIEQ_CUDA=0).
+#include "cuda_info.h"
+
+namespace lieq {
+
+CudaReport cuda_report() {
+  CudaReport r;
+  r.reason = "addon built without CUDA (nvcc not found at build time, or LIEQ_CUDA=0)";
+  return r;
+}
+
+}  // namespace lieq
