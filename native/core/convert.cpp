@@ -41,7 +41,7 @@ uint16_t f32_to_f16(float f) {
     if (absx < 0x33000000u) return static_cast<uint16_t>(sign);
     const int e = static_cast<int>(absx >> 23);
     const uint32_t man = (absx & 0x7fffff) | 0x800000;
-    const int shift = 126 - e + 14;  // bits to drop so that the value is in units of 2^-24
+    const int shift = 126 - e;  // value = man·2^(e-150); in units of 2^-24 that is man >> (126-e)
     uint32_t r = man >> shift;
     const uint32_t rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
     if (rem > half || (rem == half && (r & 1))) ++r;

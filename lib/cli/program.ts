@@ -1,0 +1,46 @@
+/**
+ * The `lieq` command. Each subcommand lives in commands/<name>.ts; errors are printed as one
+ * clear line (the cause chain with --verbose) and mapped to documented exit codes.
+ */
+import { Command, CommanderError } from 'commander';
+
+import { native } from '../native.js';
+import { describeError, LieqError } from '../util/errors.js';
+import { registerDoctor } from './commands/doctor.js';
+import { registerInspect } from './commands/inspect.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('lieq')
+    .description('LieQ: layer-wise mixed-bit quantization of small language models')
+    .version('0.1.0')
+    .option('--threads <n>', 'native threads (default: all cores, or LIEQ_THREADS)')
+    .option('--verbose', 'print the cause chain of errors')
+    .hook('preAction', (cmd) => {
+      const t = cmd.opts().threads as string | undefined;
+      if (t !== undefined) {
+        const n = Number(t);
+        if (!Number.isInteger(n) || n < 1) throw new LieqError('E_USAGE', `--threads: expected a positive integer, got "${t}"`, { exitCode: 2 });
+        native().setThreads(n);
+      }
+    });
+  registerInspect(program);
+  registerDoctor(program);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : 2;
+    const verbose = argv.includes('--verbose');
+    process.stderr.write(`lieq: error: ${describeError(err, verbose)}\n`);
+    return err instanceof LieqError ? err.exitCode : 1;
+  }
+}
+

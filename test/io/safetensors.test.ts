@@ -1,0 +1,186 @@
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+import { asBytes, MAX_HEADER_BYTES, SafetensorsFile, writeSafetensors } from '../../lib/io/safetensors.js';
+import { FileError, FormatError, UnsupportedError } from '../../lib/util/errors.js';
+import { dataPath } from '../../lib/util/data-dir.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const dir = tempDir();
+let n = 0;
+
+/** Build a safetensors file from a header object and a data section, byte by byte. */
+function craft(header: unknown, data: Uint8Array | number = 0, opts: { lengthOverride?: bigint; rawHeader?: Buffer } = {}): string {
+  const h = opts.rawHeader ?? Buffer.from(typeof header === 'string' ? header : JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(opts.lengthOverride ?? BigInt(h.length));
+  const body = typeof data === 'number' ? Buffer.alloc(data) : Buffer.from(data);
+  const p = join(dir, `f${n++}.safetensors`);
+  writeFileSync(p, Buffer.concat([len, h, body]));
+  return p;
+}
+
+function expectFormatError(p: string, code: string, text: RegExp): FormatError {
+  try {
+    SafetensorsFile.open(p);
+  } catch (err) {
+    expect(err).toBeInstanceOf(FormatError);
+    const fe = err as FormatError;
+    expect(fe.code).toBe(code);
+    expect(fe.message).toContain(p);
+    expect(fe.message).toMatch(text);
+    return fe;
+  }
+  throw new Error(`expected ${code} for ${p}`);
+}
+
+describe('safetensors reader: real files', () => {
+  it('reads the shipped stories260K header lazily and its tensors exactly', () => {
+    const p = dataPath('models/stories260K/model.safetensors');
+    const f = SafetensorsFile.open(p);
+    expect(f.tensors.size).toBe(47);
+    const emb = f.info('model.embed_tokens.weight');
+    expect(emb.dtype).toBe('F32');
+    expect(emb.shape).toEqual([512, 64]);
+    expect(f.metadata.rope_layout).toBe('hf_rotate_half');
+    // Independent read of the same bytes with plain fs + DataView.
+    const whole = readFileSync(p);
+    const x = f.readF32('model.norm.weight');
+    const info = f.info('model.norm.weight');
+    const dv = new DataView(whole.buffer, whole.byteOffset + info.offset, info.byteLength);
+    for (let i = 0; i < x.length; i++) expect(x[i]).toBe(dv.getFloat32(4 * i, true));
+    f.close();
+  });
+});
+
+describe('safetensors reader: every validation rule has its named error', () => {
+  const good = { a: { dtype: 'F32', shape: [2, 2], data_offsets: [0, 16] } };
+
+  it('accepts a well-formed crafted file', () => {
+    const f = SafetensorsFile.open(craft(good, new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer)));
+    expect([...f.readF32('a')]).toEqual([1, 2, 3, 4]);
+    f.close();
+  });
+  it('missing file -> FileError', () => {
+    expect(() => SafetensorsFile.open(join(dir, 'nope.safetensors'))).toThrow(FileError);
+    expect(() => SafetensorsFile.open(join(dir, 'nope.safetensors'))).toThrow(/file not found/);
+  });
+  it('file shorter than the 8-byte length', () => {
+    const p = join(dir, 'short.safetensors');
+    writeFileSync(p, Buffer.from([1, 2, 3]));
+    expectFormatError(p, 'E_TRUNCATED', /truncated file/);
+  });
+  it('header length of 2^60 is refused before any allocation', () => {
+    expectFormatError(craft(good, 16, { lengthOverride: 1n << 60n }), 'E_HEADER_LENGTH', /exceeds/);
+  });
+  it('header length just over the limit', () => {
+    expectFormatError(craft(good, 16, { lengthOverride: BigInt(MAX_HEADER_BYTES + 1) }), 'E_HEADER_LENGTH', /exceeds/);
+  });
+  it('header length past the end of the file', () => {
+    expectFormatError(craft(good, 0, { lengthOverride: 5000n }), 'E_HEADER_LENGTH', /past the end/);
+  });
+  it('bad JSON', () => {
+    expectFormatError(craft('{"a": {"dtype": "F32",'), 'E_HEADER_JSON', /not valid JSON/);
+  });
+  it('header that is not an object', () => {
+    expectFormatError(craft('[1,2,3]'), 'E_HEADER_JSON', /does not start with/);
+  });
+  it('invalid UTF-8 in the header', () => {
+    expectFormatError(craft(null, 0, { rawHeader: Buffer.from([0x7b, 0xff, 0xfe, 0x7d]) }), 'E_HEADER_JSON', /UTF-8/);
+  });
+  it('unknown dtype names the tensor', () => {
+    const fe = expectFormatError(craft({ w: { dtype: 'F12', shape: [1], data_offsets: [0, 4] } }, 4), 'E_DTYPE', /tensor "w": unknown dtype "F12"/);
+    expect(fe.detail).toContain('"w"');
+  });
+  it('shape × dtype size must equal the byte length', () => {
+    expectFormatError(craft({ w: { dtype: 'F32', shape: [3], data_offsets: [0, 16] } }, 16), 'E_SIZE', /12 bytes but data_offsets span 16/);
+  });
+  it('a tensor claiming 10^15 elements', () => {
+    expectFormatError(craft({ w: { dtype: 'F32', shape: [1e15], data_offsets: [0, 16] } }, 16), 'E_SIZE', /tensor "w"/);
+  });
+  it('negative or non-integer shapes and offsets', () => {
+    expectFormatError(craft({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4), 'E_HEADER_SCHEMA', /shape/);
+    expectFormatError(craft({ w: { dtype: 'F32', shape: [1], data_offsets: [-4, 0] } }, 4), 'E_HEADER_SCHEMA', /data_offsets/);
+    expectFormatError(craft({ w: { dtype: 'F32', shape: [1], data_offsets: [0] } }, 4), 'E_HEADER_SCHEMA', /data_offsets/);
+  });
+  it('offsets outside the data section (truncated data)', () => {
+    expectFormatError(craft(good, 12), 'E_OFFSETS', /run past the data section/);
+  });
+  it('overlapping offsets', () => {
+    const h = {
+      a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] },
+      b: { dtype: 'F32', shape: [2], data_offsets: [4, 12] },
+    };
+    expectFormatError(craft(h, 12), 'E_OVERLAP', /"b" overlaps tensor "a"/);
+  });
+  it('gaps between tensors and trailing bytes', () => {
+    const h = {
+      a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] },
+      b: { dtype: 'F32', shape: [1], data_offsets: [8, 12] },
+    };
+    expectFormatError(craft(h, 12), 'E_GAP', /gap of 4 unused bytes before tensor "b"/);
+    expectFormatError(craft(good, 20), 'E_GAP', /4 trailing bytes/);
+  });
+  it('__metadata__ must hold strings', () => {
+    expectFormatError(craft({ __metadata__: { x: 1 } }), 'E_HEADER_SCHEMA', /__metadata__/);
+  });
+  it('a truncated copy of a real checkpoint fails with a named error', () => {
+    const whole = readFileSync(dataPath('models/stories260K/model.safetensors'));
+    const p = join(dir, 'truncated.safetensors');
+    writeFileSync(p, whole.subarray(0, whole.length - 100));
+    expectFormatError(p, 'E_OFFSETS', /run past the data section/);
+    const p2 = join(dir, 'truncated-header.safetensors');
+    writeFileSync(p2, whole.subarray(0, 200));
+    expectFormatError(p2, 'E_HEADER_LENGTH', /past the end/);
+  });
+  it('integer dtypes cannot be read as f32 (UnsupportedError names tensor and dtype)', () => {
+    const f = SafetensorsFile.open(craft({ q: { dtype: 'U8', shape: [4], data_offsets: [0, 4] } }, 4));
+    expect(() => f.readF32('q')).toThrow(UnsupportedError);
+    expect(() => f.readF32('q')).toThrow(/tensor "q".*U8/);
+    expect([...f.readBytes('q')]).toEqual([0, 0, 0, 0]);
+    f.close();
+  });
+});
+
+describe('safetensors writer', () => {
+  it('round-trips every float dtype and integer dtypes, 8-byte aligned, atomically', () => {
+    const p = join(dir, 'written.safetensors');
+    const f32 = new Float32Array([1.5, -2, 3.25, 0]);
+    const f16 = new Uint16Array([0x3c00, 0xc000, 0x7bff]); // 1, -2, 65504
+    const bf16 = new Uint16Array([0x3f80, 0x4049]); // 1, 3.140625
+    const u8 = new Uint8Array([7, 8, 9]);
+    writeSafetensors(
+      p,
+      [
+        { name: 'a', dtype: 'F32', shape: [2, 2], data: asBytes(f32) },
+        { name: 'h', dtype: 'F16', shape: [3], data: asBytes(f16) },
+        { name: 'b', dtype: 'BF16', shape: [2], data: () => asBytes(bf16) },
+        { name: 'q', dtype: 'U8', shape: [3], data: u8 },
+      ],
+      { format: 'pt' },
+    );
+    const f = SafetensorsFile.open(p);
+    expect((8 + f.headerLength) % 8).toBe(0);
+    expect(f.metadata).toEqual({ format: 'pt' });
+    expect([...f.readF32('a')]).toEqual([1.5, -2, 3.25, 0]);
+    expect([...f.readF32('h')]).toEqual([1, -2, 65504]);
+    expect([...f.readF32('b')]).toEqual([1, 3.140625]);
+    expect([...f.readBytes('q')]).toEqual([7, 8, 9]);
+    f.close();
+    expect(readdirSync(dir).filter((x) => x.includes('.tmp-'))).toEqual([]);
+  });
+  it('a failing write leaves neither the destination nor a temp file', () => {
+    const p = join(dir, 'failed.safetensors');
+    expect(() =>
+      writeSafetensors(p, [
+        { name: 'a', dtype: 'F32', shape: [2], data: new Uint8Array(8) },
+        { name: 'b', dtype: 'F32', shape: [2], data: () => { throw new Error('producer died'); } },
+      ]),
+    ).toThrow(/producer died/);
+    expect(readdirSync(dir).filter((x) => x.startsWith('failed') || x.includes('failed.safetensors.tmp'))).toEqual([]);
+  });
+  it('refuses data whose size does not match the shape', () => {
+    expect(() => writeSafetensors(join(dir, 'bad.safetensors'), [{ name: 'a', dtype: 'F32', shape: [3], data: new Uint8Array(8) }])).toThrow(/8 bytes given/);
+  });
+});
