@@ -8,6 +8,7 @@ import { native } from '../native.js';
 import { describeError, LieqError } from '../util/errors.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerInspect } from './commands/inspect.js';
+import { registerAllocate } from './commands/allocate.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
     });
   registerInspect(program);
   registerDoctor(program);
+  registerAllocate(program);
   return program;
 }
 

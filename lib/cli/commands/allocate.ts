@@ -1,0 +1,98 @@
+import type { Command } from 'commander';
+
+import { loadConfig } from '../../io/config.js';
+import {
+  allocateExact,
+  allocateGreedy,
+  allocateInverse,
+  allocateRandom,
+  allocateUniform,
+  type Allocation,
+} from '../../lieq/allocate.js';
+import { combineScores, loadAnalysis, type ScoreVersion } from '../../lieq/analysis.js';
+import { accountPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
+import { writeJsonAtomic } from '../../util/atomic.js';
+import { UsageError } from '../../util/errors.js';
+import { formatBytes, printJson, table } from '../format.js';
+import { parseBits, parseChoice, parseInteger, parseNumber } from '../options.js';
+
+export interface AllocateCliOptions {
+  bits?: string;
+  allowed: string;
+  method: string;
+  score: string;
+  lmHead: string;
+  group: string;
+  backbone: string;
+  symmetric?: boolean;
+  uniform?: string;
+  random?: boolean;
+  inverse?: boolean;
+  seed: string;
+  out?: string;
+  json?: boolean;
+}
+
+export function registerAllocate(program: Command): void {
+  program
+    .command('allocate')
+    .description('choose bits per layer under an average-bit budget from an analysis file; writes a plan JSON')
+    .argument('<analysis>', 'analysis.json written by `lieq analyze`')
+    .option('--bits <B>', 'nominal average-bit budget over decoder linears (e.g. 2.0556 = 2 + 2/36)')
+    .option('--allowed <list>', 'allowed bit widths', '2,3,4')
+    .option('--method <m>', 'greedy | exact', 'greedy')
+    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG)', 'v2')
+    .option('--lm-head <bits>', 'lm_head storage: 16 | 8 | 4', '16')
+    .option('--group <g>', 'group size: 32 | 64 | 128', '128')
+    .option('--backbone <b>', 'quantizer: rtn | gptq', 'rtn')
+    .option('--symmetric', 'symmetric quantization (no zero points)')
+    .option('--uniform <B>', 'baseline: every layer at B bits')
+    .option('--random', 'baseline: random layer order (with --seed), same budget')
+    .option('--inverse', 'baseline: lowest scores get the bits')
+    .option('--seed <s>', 'seed for --random', '0')
+    .option('-o, --out <file>', 'write the plan here (atomically); default: print it')
+    .option('--json', 'print the plan and accounting as JSON')
+    .action((analysisPath: string, o: AllocateCliOptions) => {
+      const { plan, allocation } = allocateFromAnalysis(analysisPath, o);
+      const cfg = loadConfig(loadAnalysis(analysisPath).model.dir);
+      const acc = accountPlan(plan, cfg);
+      if (o.out) writeJsonAtomic(o.out, plan);
+      if (o.json) return printJson({ plan, accounting: acc, order: allocation.order });
+      if (!o.out) printJson(plan);
+      process.stdout.write(
+        table(['layer', 'bits', 'group', 'bits/weight', 'bytes'], acc.perLayer.map((l) => [l.layer, l.bits, l.groupSize, l.bitsPerWeight.toFixed(3), formatBytes(l.bytes)]), ['right', 'right', 'right', 'right', 'right']) + '\n',
+      );
+      process.stdout.write(
+        `nominal ${acc.nominalBits.toFixed(4)} bits (decoder linears, payload only); true ${acc.decoderBitsPerWeight.toFixed(4)} bits/weight with scales/zeros; ` +
+          `whole model ${acc.modelBitsPerWeight.toFixed(3)} bits/weight, ${formatBytes(acc.packedBytes)} (fp16 ${formatBytes(acc.fp16Bytes)})\n`,
+      );
+      if (o.out) process.stdout.write(`plan written to ${o.out}\n`);
+    });
+}
+
+export function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions): { plan: Plan; allocation: Allocation } {
+  const a = loadAnalysis(analysisPath);
+  const cfg = loadConfig(a.model.dir);
+  const group = parseInteger(o.group, '--group', 32);
+  const lmHeadBits = parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const);
+  const backbone = parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const) as Backbone;
+  const score = parseChoice(o.score, '--score', ['v1', 'v2'] as const) as ScoreVersion;
+  const common = { groupSize: group, backbone, symmetric: !!o.symmetric, lmHeadBits: Number(lmHeadBits) as 16 | 8 | 4 };
+  const baselines = [o.uniform !== undefined, !!o.random, !!o.inverse].filter(Boolean).length;
+  if (baselines > 1) throw new UsageError('--uniform, --random and --inverse are alternatives: pass one');
+  if (o.uniform !== undefined) {
+    const allocation = allocateUniform(a.layerWeights, parseNumber(o.uniform, '--uniform'));
+    return { allocation, plan: makePlan(cfg, allocation.bits, { ...common, method: 'uniform' }) };
+  }
+  if (o.bits === undefined) throw new UsageError('--bits: a budget is required (or pass --uniform B)');
+  const inp = { scores: combineScores(a, score), weights: a.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits, '--bits') };
+  let allocation: Allocation;
+  if (o.random) allocation = allocateRandom(inp, parseInteger(o.seed, '--seed', 0));
+  else if (o.inverse) allocation = allocateInverse(inp);
+  else {
+    const method = parseChoice(o.method, '--method', ['greedy', 'exact'] as const);
+    allocation = method === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
+  }
+  const plan = makePlan(cfg, allocation.bits, { ...common, method: allocation.method, budget: inp.budget, score, seed: allocation.seed });
+  return { plan, allocation };
+}

@@ -1,0 +1,91 @@
+/**
+ * The analysis file that `lieq analyze` writes and `lieq allocate` reads: per-layer metrics,
+ * the settings they were computed with, and the combined score (spec §4).
+ */
+import { readFileSync } from 'node:fs';
+
+import { FileError, FormatError, UsageError } from '../util/errors.js';
+import { minMax } from './stats.js';
+
+export const ANALYSIS_FORMAT = 'lieq-analysis/1';
+export type ScoreVersion = 'v1' | 'v2';
+
+export interface AnalysisSettings {
+  calib: string;
+  samples: number;
+  seqlen: number;
+  seed: number;
+  /** k of TEG per projection width d (resolved from --topk). */
+  topk: string;
+  /** Whether PD (L+1 forward passes) was measured. */
+  perplexityDrop: boolean;
+}
+
+export interface LayerMetrics {
+  layer: number;
+  /** ΔRC = mean over q,k,v of RC(trained) − RC(reference). */
+  deltaRC: number;
+  /** TEG = mean over q,k,v of E_k(trained) − E_k(reference). */
+  teg: number;
+  /** PD = log PPL(layer skipped) − log PPL(model); absent when not measured. */
+  pd?: number;
+  /** Per projection, for the report. */
+  rc: { q: number; k: number; v: number };
+  rcReference: { q: number; k: number; v: number };
+  /** TEG at other k for rank-stability reporting, keyed by the k spec ("1", "8", "32", "1%", "5%"). */
+  tegByK: Record<string, number>;
+  /** Data-free variant on the singular values of W_q, W_k, W_v. */
+  weightDeltaRC: number;
+  weightTeg: number;
+}
+
+export interface Analysis {
+  format: typeof ANALYSIS_FORMAT;
+  model: { dir: string; architecture: string; numLayers: number; hiddenSize: number; fingerprint: string };
+  settings: AnalysisSettings;
+  /** Decoder-linear weight count per layer (allocation costs). */
+  layerWeights: number[];
+  /** Base log-perplexity of the calibration text, when PD was measured. */
+  baseLogPpl?: number;
+  layers: LayerMetrics[];
+}
+
+export interface ScoreWeights {
+  pd: number;
+  rc: number;
+  teg: number;
+}
+
+/**
+ * Combined score per layer. v2: S = ΔRC (geometry only). v1: min-max normalised PD, ΔRC and
+ * TEG, weighted (equal by default) [ours].
+ */
+export function combineScores(a: Analysis, version: ScoreVersion, w: ScoreWeights = { pd: 1, rc: 1, teg: 1 }): number[] {
+  if (version === 'v2') return a.layers.map((l) => l.deltaRC);
+  if (a.layers.some((l) => l.pd === undefined))
+    throw new UsageError('--score v1 needs Perplexity Drop: rerun `lieq analyze` with --score v1 (or --pd)');
+  const pd = minMax(a.layers.map((l) => l.pd as number));
+  const rc = minMax(a.layers.map((l) => l.deltaRC));
+  const teg = minMax(a.layers.map((l) => l.teg));
+  const total = w.pd + w.rc + w.teg;
+  return a.layers.map((_, i) => (w.pd * pd[i] + w.rc * rc[i] + w.teg * teg[i]) / total);
+}
+
+export function loadAnalysis(path: string): Analysis {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code) throw new FileError(path, 'cannot read analysis file', { cause: err });
+    throw new FormatError(path, `not valid JSON (${(err as Error).message})`, { cause: err, code: 'E_ANALYSIS' });
+  }
+  const a = raw as Partial<Analysis>;
+  if (a?.format !== ANALYSIS_FORMAT) throw new FormatError(path, `not a lieq analysis file ("format" must be "${ANALYSIS_FORMAT}")`, { code: 'E_ANALYSIS' });
+  if (!Array.isArray(a.layers) || !Array.isArray(a.layerWeights) || a.layers.length !== a.layerWeights.length || a.layers.length === 0)
+    throw new FormatError(path, '"layers" and "layerWeights" must be non-empty arrays of equal length', { code: 'E_ANALYSIS' });
+  a.layers.forEach((l, i) => {
+    if (l.layer !== i || !Number.isFinite(l.deltaRC) || !Number.isFinite(l.teg))
+      throw new FormatError(path, `layers[${i}]: needs layer = ${i} and finite deltaRC and teg`, { code: 'E_ANALYSIS' });
+  });
+  return a as Analysis;
+}

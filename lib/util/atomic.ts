@@ -1,0 +1,59 @@
+/**
+ * Atomic outputs: write to a temp path beside the destination, fsync, rename. A crash or an
+ * error leaves the destination as it was (absent or the previous complete version).
+ */
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+import { tempPathFor } from '../io/safetensors.js';
+import { FileError } from './errors.js';
+
+export function writeFileAtomic(dest: string, data: string | Uint8Array): void {
+  mkdirSync(dirname(dest), { recursive: true });
+  const tmp = tempPathFor(dest);
+  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'wx');
+    let done = 0;
+    while (done < bytes.byteLength) done += writeSync(fd, bytes, done, bytes.byteLength - done);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, dest);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw new FileError(dest, `cannot write (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+}
+
+export function writeJsonAtomic(dest: string, value: unknown): void {
+  writeFileAtomic(dest, JSON.stringify(value, null, 2) + '\n');
+}
+
+/**
+ * Build a directory atomically: `fill(tmpDir)` writes into a temp directory beside `dest`,
+ * which is renamed to `dest` only when `fill` returns. Refuses to replace an existing `dest`
+ * unless `overwrite` is set (then the old one is swapped out and removed after the rename).
+ */
+export async function buildDirAtomic(dest: string, fill: (tmpDir: string) => Promise<void> | void, overwrite = false): Promise<void> {
+  if (existsSync(dest) && !overwrite) throw new FileError(dest, 'output already exists (pass --force to replace it)');
+  mkdirSync(dirname(dest), { recursive: true });
+  const tmp = tempPathFor(dest);
+  mkdirSync(tmp);
+  try {
+    await fill(tmp);
+    if (existsSync(dest)) {
+      const old = tempPathFor(dest) + '.old';
+      renameSync(dest, old);
+      renameSync(tmp, dest);
+      rmSync(old, { recursive: true, force: true });
+    } else {
+      renameSync(tmp, dest);
+    }
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  }
+}
