@@ -57,12 +57,35 @@ export function fillNormal(out: Float32Array, std: number, seed: number, name: s
   return out;
 }
 
-/** The value of one tensor of the random model (f32). */
-export function randomTensor(cfg: ModelConfig, name: string, shape: number[], seed: number): Float32Array {
-  const out = new Float32Array(numel(shape));
+/**
+ * Rows [rowStart, rowStart + rows) of one tensor of the random model (f32). Each row has its own
+ * stream, so embedding rows for a handful of token ids cost only those rows.
+ */
+export function randomRows(cfg: ModelConfig, name: string, shape: number[], seed: number, rowStart: number, rows: number): Float32Array {
+  const cols = shape.length > 1 ? numel(shape.slice(1)) : shape[0];
+  const nRows = shape.length > 1 ? shape[0] : 1;
+  if (rowStart < 0 || rowStart + rows > nRows) throw new RangeError(`${name}: rows [${rowStart}, ${rowStart + rows}) outside [0, ${nRows})`);
+  const out = new Float32Array(rows * cols);
   if (name.endsWith('norm.weight')) return out.fill(1);
   if (name.endsWith('.bias')) return out;
-  return fillNormal(out, cfg.initializerRange, seed, name);
+  for (let r = 0; r < rows; r++) fillNormal(out.subarray(r * cols, (r + 1) * cols), cfg.initializerRange, seed, `${name}#${rowStart + r}`);
+  return out;
+}
+
+/** The value of one whole tensor of the random model (f32). */
+export function randomTensor(cfg: ModelConfig, name: string, shape: number[], seed: number): Float32Array {
+  return randomRows(cfg, name, shape, seed, 0, shape.length > 1 ? shape[0] : 1);
+}
+
+/** The random model as named tensors (a runtime TensorReader). */
+export function randomReader(cfg: ModelConfig, seed: number): { has(name: string): boolean; readF32(name: string): Float32Array; shape(name: string): number[] } {
+  const shapes = new Map(expectedTensors(cfg).map((t) => [t.name, t.shape]));
+  const shape = (name: string): number[] => {
+    const s = shapes.get(name);
+    if (!s) throw new RangeError(`random model of ${cfg.architecture} has no tensor "${name}"`);
+    return s;
+  };
+  return { has: (name) => shapes.has(name), shape, readF32: (name) => randomTensor(cfg, name, shape(name), seed) };
 }
 
 /** Config.json objects of real model shapes (published configs; weights are random). */

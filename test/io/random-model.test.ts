@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { fillNormal, shapeConfig, writeRandomCheckpoint, MODEL_SHAPES } from '../../lib/io/random-model.js';
+import { fillNormal, randomRows, randomTensor, shapeConfig, writeRandomCheckpoint, MODEL_SHAPES } from '../../lib/io/random-model.js';
 import { inspectModel, openModel } from '../../lib/io/model.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -19,6 +19,12 @@ describe('random models', () => {
     const unit = fillNormal(new Float32Array(5), 1, 7, 'x');
     unit.forEach((x, i) => expect(x * 0.02).toBeCloseTo(a[i], 7));
     expect(fillNormal(new Float32Array(5), 1, 7, 'y')).not.toEqual(fillNormal(new Float32Array(5), 1, 7, 'x'));
+  });
+  it('rows drawn on demand equal the same rows of the whole tensor', () => {
+    const cfg = shapeConfig('llama-3.2-1b', { vocab_size: 50, hidden_size: 64, head_dim: 16, num_attention_heads: 4, num_key_value_heads: 2 });
+    const whole = randomTensor(cfg, 'model.embed_tokens.weight', [50, 64], 11);
+    expect(randomRows(cfg, 'model.embed_tokens.weight', [50, 64], 11, 17, 3)).toEqual(whole.subarray(17 * 64, 20 * 64));
+    expect(() => randomRows(cfg, 'model.embed_tokens.weight', [50, 64], 11, 49, 2)).toThrow(RangeError);
   });
   it('real shapes are valid configs', () => {
     for (const s of Object.keys(MODEL_SHAPES)) expect(shapeConfig(s).numLayers).toBeGreaterThan(0);
