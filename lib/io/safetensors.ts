@@ -278,58 +278,117 @@ export function tempPathFor(dest: string): string {
   return join(dirname(dest), `.${basename(dest)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
 }
 
+export interface TensorSpec {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+}
+
+/**
+ * Streaming atomic writer: the header (all names, dtypes, shapes) is written first, then each
+ * tensor's bytes in the declared order, one at a time, so a model never has to be in memory
+ * whole. Data goes to a temp file beside `dest`; `commit()` fsyncs and renames it into place,
+ * `abort()` removes it. The header is space-padded to a multiple of 8 bytes (aligned data).
+ */
+export class SafetensorsWriter {
+  readonly dest: string;
+  private readonly tmp: string;
+  private fd: number | undefined;
+  private readonly specs: TensorSpec[];
+  private next = 0;
+
+  private constructor(dest: string, tmp: string, fd: number, specs: TensorSpec[]) {
+    this.dest = dest;
+    this.tmp = tmp;
+    this.fd = fd;
+    this.specs = specs;
+  }
+
+  static create(dest: string, specs: TensorSpec[], metadata?: Record<string, string>): SafetensorsWriter {
+    const header: Record<string, unknown> = {};
+    if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
+    let offset = 0;
+    const seen = new Set<string>();
+    for (const t of specs) {
+      if (seen.has(t.name)) throw new FormatError(dest, `duplicate tensor name "${t.name}"`);
+      seen.add(t.name);
+      if (!isDtype(t.dtype)) throw new FormatError(dest, `tensor "${t.name}": unknown dtype ${String(t.dtype)}`);
+      const size = numel(t.shape) * DTYPE_SIZES[t.dtype];
+      header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+      offset += size;
+    }
+    let json = JSON.stringify(header);
+    json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+    const headerBytes = Buffer.from(json, 'utf8');
+    const lenBytes = Buffer.alloc(8);
+    lenBytes.writeBigUInt64LE(BigInt(headerBytes.length));
+    const tmp = tempPathFor(dest);
+    let fd: number;
+    try {
+      fd = openSync(tmp, 'wx');
+    } catch (err) {
+      throw new FileError(dest, `cannot create (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
+    }
+    const w = new SafetensorsWriter(dest, tmp, fd, specs);
+    try {
+      writeAll(fd, lenBytes);
+      writeAll(fd, headerBytes);
+    } catch (err) {
+      w.abort();
+      throw err;
+    }
+    return w;
+  }
+
+  /** Write the next tensor's bytes (tensors in the declared order). */
+  write(name: string, data: Uint8Array): void {
+    const spec = this.specs[this.next];
+    if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
+    if (!spec || spec.name !== name)
+      throw new FormatError(this.dest, `tensor "${name}" written out of order (expected "${spec?.name ?? '(none)'}")`);
+    const want = numel(spec.shape) * DTYPE_SIZES[spec.dtype];
+    if (data.byteLength !== want)
+      throw new FormatError(this.dest, `tensor "${name}": ${data.byteLength} bytes given, shape × dtype needs ${want}`);
+    writeAll(this.fd, data);
+    this.next++;
+  }
+
+  /** Finish: every declared tensor must have been written. */
+  commit(): void {
+    if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
+    if (this.next !== this.specs.length)
+      throw new FormatError(this.dest, `only ${this.next} of ${this.specs.length} tensors were written`);
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = undefined;
+    renameSync(this.tmp, this.dest);
+  }
+
+  /** Discard the partial file (safe to call more than once). */
+  abort(): void {
+    if (this.fd !== undefined) {
+      try {
+        closeSync(this.fd);
+      } catch {
+        /* already closed */
+      }
+      this.fd = undefined;
+    }
+    rmSync(this.tmp, { force: true });
+  }
+}
+
 /**
  * Write a safetensors file atomically. Tensors are written in the given order; lazy `data`
- * functions let callers stream one tensor at a time. The header is padded with spaces to a
- * multiple of 8 bytes so tensor data is aligned.
+ * functions let callers produce one tensor at a time.
  */
 export function writeSafetensors(dest: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
-  const header: Record<string, unknown> = {};
-  if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
-  let offset = 0;
-  const seen = new Set<string>();
-  for (const t of tensors) {
-    if (seen.has(t.name)) throw new FormatError(dest, `duplicate tensor name "${t.name}"`);
-    seen.add(t.name);
-    if (!isDtype(t.dtype)) throw new FormatError(dest, `tensor "${t.name}": unknown dtype ${String(t.dtype)}`);
-    const size = numel(t.shape) * DTYPE_SIZES[t.dtype];
-    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
-    offset += size;
-  }
-  let json = JSON.stringify(header);
-  const pad = (8 - (Buffer.byteLength(json) % 8)) % 8;
-  json += ' '.repeat(pad);
-  const headerBytes = Buffer.from(json, 'utf8');
-  const lenBytes = Buffer.alloc(8);
-  lenBytes.writeBigUInt64LE(BigInt(headerBytes.length));
-
-  const tmp = tempPathFor(dest);
-  let fd: number;
+  const w = SafetensorsWriter.create(dest, tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape })), metadata);
   try {
-    fd = openSync(tmp, 'wx');
+    for (const t of tensors) w.write(t.name, typeof t.data === 'function' ? t.data() : t.data);
+    w.commit();
   } catch (err) {
-    throw new FileError(dest, `cannot create (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
-  }
-  try {
-    writeAll(fd, lenBytes);
-    writeAll(fd, headerBytes);
-    for (const t of tensors) {
-      const data = typeof t.data === 'function' ? t.data() : t.data;
-      const want = numel(t.shape) * DTYPE_SIZES[t.dtype];
-      if (data.byteLength !== want)
-        throw new FormatError(dest, `tensor "${t.name}": ${data.byteLength} bytes given, shape × dtype needs ${want}`);
-      writeAll(fd, data);
-    }
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, dest);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      /* already closed */
-    }
-    rmSync(tmp, { force: true });
+    w.abort();
     throw err;
   }
 }

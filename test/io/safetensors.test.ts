@@ -184,3 +184,27 @@ describe('safetensors writer', () => {
     expect(() => writeSafetensors(join(dir, 'bad.safetensors'), [{ name: 'a', dtype: 'F32', shape: [3], data: new Uint8Array(8) }])).toThrow(/8 bytes given/);
   });
 });
+
+describe('streaming writer', () => {
+  it('refuses out-of-order tensors and incomplete commits, leaving nothing behind', async () => {
+    const { SafetensorsWriter } = await import('../../lib/io/safetensors.js');
+    const p = join(dir, 'stream.safetensors');
+    const specs = [
+      { name: 'a', dtype: 'F32' as const, shape: [1] },
+      { name: 'b', dtype: 'F32' as const, shape: [1] },
+    ];
+    const w = SafetensorsWriter.create(p, specs);
+    expect(() => w.write('b', new Uint8Array(4))).toThrow(/out of order/);
+    w.write('a', new Uint8Array(4));
+    expect(() => w.commit()).toThrow(/only 1 of 2/);
+    w.abort();
+    expect(readdirSync(dir).filter((x) => x.includes('stream.safetensors'))).toEqual([]);
+    const w2 = SafetensorsWriter.create(p, specs);
+    w2.write('a', asBytes(new Float32Array([1])));
+    w2.write('b', asBytes(new Float32Array([2])));
+    w2.commit();
+    const f = SafetensorsFile.open(p);
+    expect([...f.readF32('b')]).toEqual([2]);
+    f.close();
+  });
+});
