@@ -1,0 +1,162 @@
+/**
+ * `lieq quantize`: quantize a model layer by layer under a plan and write the packed model
+ * directory (packed-model.ts). Streams: one decoder layer's f32 weights are in memory at a time
+ * (plus the embedding while it is converted); the output directory appears only when complete.
+ */
+import { writeFileSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, type ModelConfig } from '../io/config.js';
+import { openModel } from '../io/model.js';
+import { asBytes, SafetensorsWriter } from '../io/safetensors.js';
+import { quantizeLinear, type PackedLinear, type QuantMethodName } from '../kernels/quant.js';
+import type { PackedBits } from '../kernels/packed-format.js';
+import { accountPlan, checkPlanFits, type Plan } from '../lieq/plan.js';
+import { native, NativeDType } from '../native.js';
+import { buildDirAtomic } from '../util/atomic.js';
+import { DataError } from '../util/errors.js';
+import { packedNames, quantizationConfig, quantizedTensorSpecs } from './packed-model.js';
+import { resolveLayout, type LinearLayout } from './layout.js';
+
+export interface QuantizeModelOptions {
+  plan: Plan;
+  /** Output directory (must not exist unless `force`). */
+  out: string;
+  force?: boolean;
+  /** RTN grid: 'mse' (clipping search, default [ours] per spec §6) or 'minmax'. */
+  rtn?: QuantMethodName;
+  /** Extra files to put in the output directory (report, charts), by relative name. */
+  extraFiles?: (tmpDir: string) => Promise<void> | void;
+  onProgress?(p: { done: number; total: number; stage: string }): void;
+}
+
+export interface QuantizeModelResult {
+  out: string;
+  seconds: number;
+  bytesWritten: number;
+  peakRssBytes: number;
+}
+
+/** Zero-pad W [out, in] to [out, paddedIn] (layout.ts: zero columns add nothing to x·Wᵀ). */
+export function padColumns(w: Float32Array, out: number, inF: number, paddedIn: number): Float32Array {
+  if (paddedIn === inF) return w;
+  const p = new Float32Array(out * paddedIn);
+  for (let r = 0; r < out; r++) p.set(w.subarray(r * inF, (r + 1) * inF), r * paddedIn);
+  return p;
+}
+
+export async function quantizeWeight(w: Float32Array, out: number, layout: LinearLayout, bits: number, symmetric: boolean, rtn: QuantMethodName): Promise<PackedLinear> {
+  const padded = padColumns(w, out, layout.inFeatures, layout.paddedIn);
+  return quantizeLinear(padded, out, layout.paddedIn, {
+    bits: bits as PackedBits,
+    groupSize: layout.perChannel ? 'channel' : (layout.groupSize as 32 | 64 | 128),
+    symmetric,
+    method: rtn,
+  });
+}
+
+function f16Bytes(x: Float32Array): Uint8Array {
+  const b = new Uint8Array(x.length * 2);
+  native().fromF32(x, NativeDType.F16, b);
+  return b;
+}
+
+function checkFinite(x: Float32Array, file: string, name: string): void {
+  const bad = native().countNonFinite(x);
+  if (bad > 0) throw new DataError(`${file}: tensor "${name}" has ${bad} NaN/Inf values; refusing to quantize it`);
+}
+
+function writePacked(w: SafetensorsWriter, weightName: string, p: PackedLinear): void {
+  const n = packedNames(weightName);
+  w.write(n.qweight, p.qweight);
+  w.write(n.scales, asBytes(p.scales));
+  if (!p.symmetric) w.write(n.zeros, p.zeros!);
+}
+
+export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): Promise<QuantizeModelResult> {
+  const t0 = performance.now();
+  const dir = resolve(modelDir);
+  const m = openModel(dir);
+  let peakRss = process.memoryUsage().rss;
+  const sampleRss = () => {
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+  };
+  try {
+    const cfg: ModelConfig = m.config;
+    checkPlanFits(o.plan, cfg);
+    const rtn = o.rtn ?? 'mse';
+    const specs = quantizedTensorSpecs(cfg, o.plan);
+    const acc = accountPlan(o.plan, cfg);
+    const total = cfg.numLayers + 2;
+    let done = 0;
+    await buildDirAtomic(
+      resolve(o.out),
+      async (tmp) => {
+        const file = join(tmp, 'model.safetensors');
+        const w = SafetensorsWriter.create(file, specs, { format: 'lieq-packed/1', source: dir });
+        try {
+          const read = (name: string) => {
+            const x = m.checkpoint.readF32(name);
+            checkFinite(x, m.checkpoint.info(name).file, name);
+            return x;
+          };
+          const embedding = read('model.embed_tokens.weight');
+          w.write('model.embed_tokens.weight', f16Bytes(embedding));
+          o.onProgress?.({ done: ++done, total, stage: 'embeddings' });
+          for (let l = 0; l < cfg.numLayers; l++) {
+            const lp = o.plan.layers[l];
+            const p = `model.layers.${l}`;
+            w.write(`${p}.input_layernorm.weight`, asBytes(read(`${p}.input_layernorm.weight`)));
+            for (const name of LINEAR_NAMES) {
+              const wn = linearTensorName(l, name);
+              const [out, inF] = linearShape(cfg, name);
+              const packed = await quantizeWeight(read(wn), out, resolveLayout(inF, lp.groupSize), lp.bits, o.plan.symmetric, rtn);
+              writePacked(w, wn, packed);
+              const bias = wn.replace(/weight$/, 'bias');
+              if (specs.some((s) => s.name === bias)) w.write(bias, asBytes(read(bias)));
+              sampleRss();
+            }
+            if (cfg.qkNorm) {
+              w.write(`${p}.self_attn.q_norm.weight`, asBytes(read(`${p}.self_attn.q_norm.weight`)));
+              w.write(`${p}.self_attn.k_norm.weight`, asBytes(read(`${p}.self_attn.k_norm.weight`)));
+            }
+            w.write(`${p}.post_attention_layernorm.weight`, asBytes(read(`${p}.post_attention_layernorm.weight`)));
+            o.onProgress?.({ done: ++done, total, stage: `layer ${l} at ${lp.bits} bits` });
+          }
+          w.write('model.norm.weight', asBytes(read('model.norm.weight')));
+          if (o.plan.lmHeadBits === 16) {
+            if (!cfg.tieWordEmbeddings) w.write('lm_head.weight', f16Bytes(read('lm_head.weight')));
+          } else {
+            const head = cfg.tieWordEmbeddings ? embedding : read('lm_head.weight');
+            const packed = await quantizeWeight(head, cfg.vocabSize, resolveLayout(cfg.hiddenSize, o.plan.lmHeadGroupSize), o.plan.lmHeadBits, o.plan.symmetric, rtn);
+            writePacked(w, 'lm_head.weight', packed);
+          }
+          sampleRss();
+          w.commit();
+        } catch (err) {
+          w.abort();
+          throw err;
+        }
+        const srcConfig = JSON.parse(readFileSync(join(dir, CONFIG_FILE), 'utf8'));
+        writeFileSync(
+          join(tmp, CONFIG_FILE),
+          JSON.stringify({ ...srcConfig, torch_dtype: 'float16', quantization_config: quantizationConfig(o.plan, acc.nominalBits) }, null, 2) + '\n',
+        );
+        writeFileSync(join(tmp, 'plan.json'), JSON.stringify(o.plan, null, 2) + '\n');
+        for (const f of ['tokenizer.json', 'tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json']) {
+          try {
+            writeFileSync(join(tmp, f), readFileSync(join(dir, f)));
+          } catch {
+            /* optional file */
+          }
+        }
+        await o.extraFiles?.(tmp);
+        o.onProgress?.({ done: ++done, total, stage: 'written' });
+      },
+      o.force,
+    );
+    return { out: resolve(o.out), seconds: (performance.now() - t0) / 1000, bytesWritten: acc.packedBytes, peakRssBytes: peakRss };
+  } finally {
+    m.close();
+  }
+}
