@@ -53,6 +53,50 @@ export const enum NativeDType {
   BF16 = 2,
 }
 
+/** A packed linear layer as the addon reads it (lib/kernels/quant.ts PackedLinear; docs/format.md). */
+export interface NativePackedLayer {
+  outFeatures: number;
+  inFeatures: number;
+  bits: number;
+  groupSize: number;
+  symmetric: boolean;
+  qweight: Uint8Array;
+  scales: Uint16Array;
+  zeros?: Uint8Array;
+}
+/** Quantizer settings as the addon reads them (method 0 = min/max, 1 = MSE clipping search). */
+export interface NativeQuantizeOptions {
+  bits: number;
+  groupSize: number;
+  symmetric: boolean;
+  method: 0 | 1;
+  clipGrid: number;
+  clipMaxShrink: number;
+}
+export interface NativePackedFormatInfo {
+  blockCodes: number;
+  blockBytes: number;
+  rowBytes: number;
+  bitsPerWeight: number;
+  symmetricZero: number;
+}
+
+/** SVD settings as the addon reads them (method 0 = auto, 1 = exact, 2 = randomized). */
+export interface NativeSvdOptions {
+  oversample?: number;
+  powerIters?: number;
+  seed?: number | bigint;
+  vectors?: boolean;
+  method?: 0 | 1 | 2;
+  lda?: number;
+}
+export interface NativeSvdResult {
+  S: Float64Array;
+  U?: Float32Array;
+  V?: Float32Array;
+  method: 'exact' | 'randomized';
+}
+
 /** The addon's exports. Each kernel family adds its functions here. */
 export interface NativeAddon {
   buildInfo(): BuildInfo;
@@ -63,6 +107,49 @@ export interface NativeAddon {
   toF32(src: Uint8Array, dtype: NativeDType, dst: Float32Array): void;
   fromF32(src: Float32Array, dtype: NativeDType, dst: Uint8Array): void;
   countNonFinite(x: Float32Array): number;
+  // matrix products, SVD, spectra (native/binding/linalg_binding.cpp; facade lib/kernels/linalg.ts). path 1 = portable, 2 = reference
+  sgemm(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number, path?: 0 | 1 | 2): Promise<void>;
+  sgemmSync(transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number, A: Float32Array, lda: number, B: Float32Array, ldb: number, beta: number, C: Float32Array, ldc: number, path?: 0 | 1 | 2): void;
+  ssyrk(trans: boolean, n: number, k: number, alpha: number, A: Float32Array, lda: number, beta: number, C: Float32Array, ldc: number): Promise<void>;
+  ssyrkSync(trans: boolean, n: number, k: number, alpha: number, A: Float32Array, lda: number, beta: number, C: Float32Array, ldc: number): void;
+  svd(A: Float32Array, m: number, n: number, k: number, opts?: NativeSvdOptions): Promise<NativeSvdResult>;
+  svdSync(A: Float32Array, m: number, n: number, k: number, opts?: NativeSvdOptions): NativeSvdResult;
+  gramEigenvalues(Z: Float32Array, t: number, d: number, ld?: number): Promise<Float64Array>;
+  gramEigenvaluesSync(Z: Float32Array, t: number, d: number, ld?: number): Float64Array;
+  singularValues(A: Float32Array, m: number, n: number, ld?: number): Promise<Float64Array>;
+  singularValuesSync(A: Float32Array, m: number, n: number, ld?: number): Float64Array;
+  symEigenSync(A: Float64Array, n: number, vectors: boolean): { values: Float64Array; vectors?: Float64Array };
+  gaussianMatrix(rows: number, cols: number, seed: number | bigint): Float32Array;
+  // packed low-bit weights (native/binding/quant_binding.cpp; facade lib/kernels/quant.ts). impl 1 = scalar reference
+  packedFormatInfo(bits: number, groupSize: number, symmetric: boolean, inFeatures: number): NativePackedFormatInfo;
+  packedKernelsSimd(): boolean;
+  quantizeCodes(w: Float32Array, rows: number, cols: number, opts: NativeQuantizeOptions, codes: Uint8Array, scales: Uint16Array, zeros: Uint8Array | null): void;
+  quantizeCodesAsync(w: Float32Array, rows: number, cols: number, opts: NativeQuantizeOptions, codes: Uint8Array, scales: Uint16Array, zeros: Uint8Array | null): Promise<void>;
+  quantizePacked(w: Float32Array, rows: number, cols: number, opts: NativeQuantizeOptions, qweight: Uint8Array, scales: Uint16Array, zeros: Uint8Array | null): void;
+  quantizePackedAsync(w: Float32Array, rows: number, cols: number, opts: NativeQuantizeOptions, qweight: Uint8Array, scales: Uint16Array, zeros: Uint8Array | null): Promise<void>;
+  packCodes(codes: Uint8Array, rows: number, cols: number, bits: number, qweight: Uint8Array): void;
+  unpackCodes(qweight: Uint8Array, rows: number, cols: number, bits: number, codes: Uint8Array): void;
+  dequantizePacked(layer: NativePackedLayer, dst: Float32Array, impl?: 0 | 1): void;
+  dequantizePackedAsync(layer: NativePackedLayer, dst: Float32Array): Promise<void>;
+  qmatmul(layer: NativePackedLayer, x: Float32Array, batch: number, bias: Float32Array | null, y: Float32Array, impl?: 0 | 1): void;
+  qmatmulAsync(layer: NativePackedLayer, x: Float32Array, batch: number, bias: Float32Array | null, y: Float32Array, impl?: 0 | 1): Promise<void>;
+  gemvF32(w: Float32Array, outFeatures: number, inFeatures: number, x: Float32Array, batch: number, bias: Float32Array | null, y: Float32Array, impl?: 0 | 1): void;
+  gemvF16(w: Uint16Array, outFeatures: number, inFeatures: number, x: Float32Array, batch: number, bias: Float32Array | null, y: Float32Array, impl?: 0 | 1): void;
+  readBandwidth(bytes: number, reps: number): { bestGBs: number; meanGBs: number; bytes: number; reps: number };
+  // decoder runtime operators (native/binding/runtime_binding.cpp; facade lib/runtime/ops.ts)
+  rmsNorm(x: Float32Array, weight: Float32Array, y: Float32Array, rows: number, dim: number, eps: number): void;
+  ropeRotateHalf(x: Float32Array, rows: number, heads: number, headDim: number, pos0: number, cos: Float32Array, sin: Float32Array): void;
+  kvStore(src: Float32Array, cache: Float32Array, rows: number, kvHeads: number, headDim: number, capacity: number, pos0: number, transposed: boolean): void;
+  attention(q: Float32Array, kCache: Float32Array, vCache: Float32Array, out: Float32Array, nQ: number, heads: number, kvHeads: number, headDim: number, capacity: number, pos0: number, window: number): void;
+  attentionRef(q: Float32Array, kCache: Float32Array, vCache: Float32Array, out: Float32Array, nQ: number, heads: number, kvHeads: number, headDim: number, capacity: number, pos0: number, window: number): void;
+  linear(x: Float32Array, rows: number, inFeatures: number, weight: Float32Array, outFeatures: number, bias: Float32Array | null, y: Float32Array): void;
+  addBiasRows(y: Float32Array, bias: Float32Array, rows: number, n: number): void;
+  siluMul(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  siluMulRef(gate: Float32Array, up: Float32Array, out: Float32Array, n: number): void;
+  addInPlace(x: Float32Array, y: Float32Array, n: number): void;
+  embedGather(table: Float32Array, dim: number, ids: Int32Array, out: Float32Array): void;
+  logSoftmaxNll(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, nll: Float64Array): void;
+  logSoftmaxNllRef(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, nll: Float64Array): void;
 }
 
 let cached: { addon: NativeAddon; path: string } | undefined;

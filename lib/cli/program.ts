@@ -7,8 +7,12 @@ import { Command, CommanderError } from 'commander';
 import { native } from '../native.js';
 import { describeError, LieqError } from '../util/errors.js';
 import { registerDoctor } from './commands/doctor.js';
+import { registerEval } from './commands/eval.js';
+import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerAllocate } from './commands/allocate.js';
+import { registerAnalyze } from './commands/analyze.js';
+import { registerQuantize } from './commands/quantize.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -28,7 +32,11 @@ export function buildProgram(): Command {
     });
   registerInspect(program);
   registerDoctor(program);
+  registerEval(program);
+  registerGenerate(program);
+  registerAnalyze(program);
   registerAllocate(program);
+  registerQuantize(program);
   return program;
 }
 

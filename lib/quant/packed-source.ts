@@ -2,11 +2,11 @@
  * Loading a quantized model directory (packed-model.ts) as a runtime WeightSource, so eval,
  * generate and bench run packed models exactly like full-precision ones.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { Checkpoint } from '../io/checkpoint.js';
-import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, normaliseConfig, type LinearName, type ModelConfig } from '../io/config.js';
+import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, loadConfig, normaliseConfig, type LinearName, type ModelConfig } from '../io/config.js';
 import type { PackedBits } from '../kernels/packed-format.js';
 import type { PackedLinear } from '../kernels/quant.js';
 import { denseFromWeights, packedLinear, type RuntimeLinear } from '../runtime/linear.js';
@@ -82,8 +82,7 @@ export function packedModelSource(dirIn: string): WeightSource {
     return p;
   };
   const linear = (weightName: string, out: number, inF: number, bits: number, group: number, bias: Float32Array | null): RuntimeLinear => {
-    const lin = packedLinear(packed(weightName, out, inF, bits, group), bias);
-    return { ...lin, inFeatures: inF };
+    return packedLinear(packed(weightName, out, inF, bits, group), bias, inF);
   };
   return {
     config,
@@ -122,4 +121,23 @@ export function packedModelSource(dirIn: string): WeightSource {
 export function openRuntimeModel(dir: string, opts: LoadOptions = {}): RuntimeModel {
   if (isQuantizedDir(dir)) return RuntimeModel.fromSource(packedModelSource(dir), opts);
   return RuntimeModel.open(dir, opts);
+}
+
+/**
+ * The model to evaluate: `baseDir`, or its quantized version `quantizedDir` (which must be of
+ * the same architecture and shape, so results compare like with like).
+ */
+export function openEvalModel(baseDir: string, quantizedDir?: string, opts: LoadOptions = {}): RuntimeModel {
+  if (!quantizedDir) return openRuntimeModel(baseDir, opts);
+  const q = resolve(quantizedDir);
+  if (!existsSync(q) || !statSync(q).isDirectory()) throw new FileError(q, 'quantized model directory not found');
+  if (!isQuantizedDir(q)) throw new FormatError(join(q, CONFIG_FILE), 'not a lieq quantized model (no quantization_config); pass it as --model instead');
+  const base = loadConfig(baseDir);
+  const model = RuntimeModel.fromSource(packedModelSource(q), opts);
+  const c = model.config;
+  if (c.architecture !== base.architecture || c.numLayers !== base.numLayers || c.hiddenSize !== base.hiddenSize || c.vocabSize !== base.vocabSize) {
+    model.close();
+    throw new FormatError(join(q, CONFIG_FILE), `quantized model (${c.architecture}, ${c.numLayers} layers × ${c.hiddenSize}) does not match --model ${baseDir} (${base.architecture}, ${base.numLayers} × ${base.hiddenSize})`);
+  }
+  return model;
 }

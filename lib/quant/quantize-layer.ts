@@ -12,7 +12,7 @@ export async function quantizeRuntimeLinear(lin: RuntimeLinear, bits: number, gr
   if (lin.kind !== 'dense') throw new UsageError('quantize: the linear is already packed');
   const layout = resolveLayout(lin.inFeatures, groupSize);
   const p = await quantizeWeight(lin.weight, lin.outFeatures, layout, bits, symmetric, rtn);
-  return { ...packedLinear(p, lin.bias), inFeatures: lin.inFeatures };
+  return packedLinear(p, lin.bias, lin.inFeatures);
 }
 
 export async function quantizeLayerRtn(layer: LayerWeights, bits: number, groupSize: number, symmetric: boolean, rtn: QuantMethodName = 'mse'): Promise<LayerWeights> {

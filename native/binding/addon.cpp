@@ -9,6 +9,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace lieq::napi;
   register_info(env, exports);
   register_convert(env, exports);
+  register_linalg(env, exports);
+  register_quant(env, exports);
+  register_runtime(env, exports);
   return exports;
 }
 

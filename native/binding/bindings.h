@@ -6,5 +6,8 @@ namespace lieq::napi {
 
 void register_info(Napi::Env env, Napi::Object exports);
 void register_convert(Napi::Env env, Napi::Object exports);
+void register_linalg(Napi::Env env, Napi::Object exports);
+void register_quant(Napi::Env env, Napi::Object exports);
+void register_runtime(Napi::Env env, Napi::Object exports);
 
 }  // namespace lieq::napi

@@ -1,0 +1,200 @@
+import type { Command } from 'commander';
+
+import { loadConfig } from '../../io/config.js';
+import { loadTokenizer } from '../../io/tokenizer.js';
+import { allocateExact, allocateGreedy, allocateUniform } from '../../lieq/allocate.js';
+import { combineScores, type Analysis, type ScoreVersion } from '../../lieq/analysis.js';
+import { analyzeModel } from '../../lieq/analyze.js';
+import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
+import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
+import { openRuntimeModel } from '../../quant/packed-source.js';
+import { quantizeModel } from '../../quant/quantize-model.js';
+import { RuntimeModel } from '../../runtime/model.js';
+import { loadEvalText, perplexity } from '../../runtime/perplexity.js';
+import { resolveModelArg } from '../../util/data-dir.js';
+import { UsageError } from '../../util/errors.js';
+import { formatBytes, printJson, table } from '../format.js';
+import { parseBits, parseChoice, parseInteger, parseNumber } from '../options.js';
+import { progressBar } from '../progress.js';
+
+interface QuantizeCli {
+  out: string;
+  plan?: string;
+  bits?: string;
+  uniform?: string;
+  allowed: string;
+  method: string;
+  score: string;
+  group: string;
+  lmHead: string;
+  backbone: string;
+  symmetric?: boolean;
+  calib: string;
+  samples: string;
+  seqlen: string;
+  seed: string;
+  eval: string;
+  evalLimit: string;
+  sensitivity: boolean;
+  force?: boolean;
+  json?: boolean;
+}
+
+export function registerQuantize(program: Command): void {
+  program
+    .command('quantize')
+    .description('quantize a model layer by layer under a plan (or a budget: analyze + allocate first); writes a packed model directory with a report')
+    .argument('<model>', 'model directory, or a shipped model name')
+    .requiredOption('-o, --out <dir>', 'output directory (appears only when complete)')
+    .option('--plan <file>', 'plan JSON from `lieq allocate` (or hand-written)')
+    .option('--bits <B>', 'nominal average-bit budget: runs analyze + allocate')
+    .option('--uniform <B>', 'every layer at B bits')
+    .option('--allowed <list>', 'allowed bit widths for --bits', '2,3,4')
+    .option('--method <m>', 'allocation: greedy | exact', 'greedy')
+    .option('--score <v>', 'v2 | v1', 'v2')
+    .option('--group <g>', 'group size: 32 | 64 | 128', '128')
+    .option('--lm-head <bits>', 'lm_head: 16 | 8 | 4', '16')
+    .option('--backbone <b>', 'rtn | gptq', 'rtn')
+    .option('--symmetric', 'symmetric quantization')
+    .option('--calib <dataset>', 'calibration text for analyze: wikitext2 | tinystories | FILE', 'wikitext2')
+    .option('--samples <n>', 'calibration sequences', '32')
+    .option('--seqlen <n>', 'calibration tokens per sequence', '512')
+    .option('--seed <s>', 'seed', '0')
+    .option('--eval <dataset>', 'perplexity before/after on: tinystories | wikitext2 | FILE | none', 'none')
+    .option('--eval-limit <n>', 'evaluation windows (of the model context, ≤ 512 tokens)', '64')
+    .option('--no-sensitivity', 'skip the single-layer sensitivity measurement of the report')
+    .option('--force', 'replace an existing output directory')
+    .option('--json', 'print the report JSON')
+    .action(async (model: string, o: QuantizeCli) => {
+      const report = await runQuantize(resolveModelArg(model), o);
+      if (o.json) return printJson({ ...report, analysis: undefined });
+      process.stdout.write(renderQuantize(report));
+    });
+}
+
+export async function runQuantize(dir: string, o: QuantizeCli): Promise<QuantizeReport> {
+  const cfg = loadConfig(dir);
+  const quiet = !!o.json;
+  const group = parseInteger(o.group, '--group', 32);
+  const common = {
+    groupSize: group,
+    backbone: parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const) as Backbone,
+    symmetric: !!o.symmetric,
+    lmHeadBits: Number(parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const)) as 16 | 8 | 4,
+  };
+  if (common.backbone === 'gptq') throw new UsageError('--backbone gptq: the GPTQ backbone is not available yet (issue 7); use rtn');
+  const sources = [o.plan, o.bits, o.uniform].filter((x) => x !== undefined).length;
+  if (sources !== 1) throw new UsageError('pass exactly one of --plan FILE, --bits B or --uniform B');
+  const score = parseChoice(o.score, '--score', ['v1', 'v2'] as const) as ScoreVersion;
+
+  let analysis: Analysis | undefined;
+  let plan: Plan;
+  if (o.plan) plan = loadPlan(o.plan);
+  else if (o.uniform !== undefined) plan = makePlan(cfg, allocateUniform(new Array(cfg.numLayers).fill(layerLinearWeights(cfg)), parseNumber(o.uniform, '--uniform')).bits, { ...common, method: 'uniform' });
+  else {
+    const bar = progressBar('analyze', 'steps', !quiet);
+    try {
+      analysis = await analyzeModel(dir, {
+        calib: o.calib,
+        samples: parseInteger(o.samples, '--samples', 1),
+        seqlen: parseInteger(o.seqlen, '--seqlen', 2),
+        seed: parseInteger(o.seed, '--seed', 0),
+        pd: score === 'v1',
+        onProgress: (p) => bar.update(p.done, p.total, p.stage),
+      });
+    } finally {
+      bar.stop();
+    }
+    const inp = { scores: combineScores(analysis, score), weights: analysis.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits!, '--bits') };
+    const alloc = parseChoice(o.method, '--method', ['greedy', 'exact'] as const) === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
+    plan = makePlan(cfg, alloc.bits, { ...common, method: alloc.method, budget: inp.budget, score });
+  }
+  const accounting = accountPlan(plan, cfg);
+  const scores = analysis ? combineScores(analysis, score) : undefined;
+
+  // Evaluation text (perplexity before/after and sensitivity).
+  const evalName = o.eval;
+  const limit = parseInteger(o.evalLimit, '--eval-limit', 1);
+  const ctx = Math.min(512, cfg.maxPositionEmbeddings);
+  let ids: Int32Array | undefined;
+  let before: QuantizeReport['perplexityBefore'];
+  let sensitivity: QuantizeReport['sensitivity'];
+  if (evalName !== 'none') {
+    const tok = await loadTokenizer(dir);
+    ids = tok.encode(loadEvalText(evalName).text, { addBos: true });
+    const fp = RuntimeModel.open(dir);
+    try {
+      before = { ...(await perplexity(fp, ids, { ctx, limit })), dataset: evalName };
+      if (o.sensitivity && scores) {
+        const bar = progressBar('sensitivity', 'evals', !quiet);
+        try {
+          sensitivity = await measureSensitivity(fp, ids, { ctx, limit, groupSize: group, symmetric: common.symmetric, onProgress: (d, t) => bar.update(d, t, 'layer at 2 bits') });
+        } finally {
+          bar.stop();
+        }
+      }
+    } finally {
+      fp.close();
+    }
+  }
+
+  const bar = progressBar('quantize', 'steps', !quiet);
+  let report!: QuantizeReport;
+  try {
+    const res = await quantizeModel(dir, {
+      plan,
+      out: o.out,
+      force: o.force,
+      onProgress: (p) => bar.update(p.done, p.total, p.stage),
+      extraFiles: async (tmp) => {
+        let after: QuantizeReport['perplexityAfter'];
+        if (ids) {
+          const q = openRuntimeModel(tmp);
+          try {
+            after = { ...(await perplexity(q, ids, { ctx, limit })), dataset: evalName };
+          } finally {
+            q.close();
+          }
+        }
+        report = finaliseReport({
+          model: dir,
+          out: o.out,
+          plan,
+          accounting,
+          ...(scores ? { score: { version: score, values: scores } } : {}),
+          ...(analysis ? { analysis } : {}),
+          ...(sensitivity ? { sensitivity } : {}),
+          ...(before ? { perplexityBefore: before } : {}),
+          ...(after ? { perplexityAfter: after } : {}),
+          quantizeSeconds: 0,
+          peakRssBytes: process.memoryUsage().rss,
+          date: new Date().toISOString(),
+        });
+        await writeReport(tmp, report);
+      },
+    });
+    report.quantizeSeconds = res.seconds;
+    report.peakRssBytes = Math.max(report.peakRssBytes, res.peakRssBytes);
+  } finally {
+    bar.stop();
+  }
+  return report;
+}
+
+export function renderQuantize(r: QuantizeReport): string {
+  const a = r.accounting;
+  const lines: string[] = [];
+  lines.push(`plan: ${r.plan.method}${r.plan.budget !== undefined ? ` under ${r.plan.budget} bits` : ''}${r.plan.score ? ` (score ${r.plan.score})` : ''}`);
+  lines.push(
+    table(
+      ['layer', 'bits', 'group', ...(r.score ? ['score'] : []), ...(r.sensitivity ? ['ΔlogPPL@2b'] : []), 'bits/weight'],
+      r.plan.layers.map((l, i) => [l.layer, l.bits, a.perLayer[i].groupSize, ...(r.score ? [r.score.values[i].toExponential(3)] : []), ...(r.sensitivity ? [r.sensitivity.deltaLogPpl[i].toFixed(4)] : []), a.perLayer[i].bitsPerWeight.toFixed(3)]),
+    ),
+  );
+  lines.push(`bits: nominal ${a.nominalBits.toFixed(4)} (decoder linears, payload); ${a.decoderBitsPerWeight.toFixed(4)} with scales/zeros; whole model ${a.modelBitsPerWeight.toFixed(3)} bits/weight`);
+  lines.push(`size: ${formatBytes(a.packedBytes)} packed vs ${formatBytes(a.fp16Bytes)} fp16`);
+  if (r.perplexityBefore) lines.push(`perplexity (${r.perplexityBefore.dataset}, ${r.perplexityBefore.windows}×${r.perplexityBefore.ctx}): full precision ${r.perplexityBefore.perplexity.toFixed(4)} -> quantized ${r.perplexityAfter?.perplexity.toFixed(4)}`);
+  if (r.spearmanScoreVsSensitivity !== undefined) lines.push(`Spearman(score, single-layer sensitivity) = ${r.spearmanScoreVsSensitivity.toFixed(3)}`);
+  lines.push(`wrote ${r.out} (report.md, report.json, charts/) in ${r.quantizeSeconds.toFixed(2)} s; peak RSS ${formatBytes(r.peakRssBytes)}`);
+  return lines.join('\n') + '\n';
+}
