@@ -114,6 +114,11 @@ export class Checkpoint {
     return this.fileOf(name).readF32(real);
   }
 
+  /** Rows of a matrix tensor as f32 [rows.length, cols] (see SafetensorsFile.readRowsF32). */
+  readRowsF32(name: string, rows: ArrayLike<number>): Float32Array {
+    return this.fileOf(name).readRowsF32(this.resolve(name), rows);
+  }
+
   readBytes(name: string): Buffer {
     const real = this.resolve(name);
     return this.fileOf(name).readBytes(real);

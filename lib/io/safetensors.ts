@@ -122,6 +122,32 @@ export class SafetensorsFile {
     return buf;
   }
 
+  /**
+   * Rows of a 2-D (or higher) tensor as f32 [rows.length, cols], read one row at a time by
+   * offset: an embedding lookup for a few thousand token ids reads only those rows.
+   */
+  readRowsF32(name: string, rows: ArrayLike<number>): Float32Array {
+    const t = this.info(name);
+    if (t.shape.length < 2) throw new FormatError(this.path, `tensor "${name}" is not a matrix`);
+    const cols = numel(t.shape.slice(1));
+    const es = DTYPE_SIZES[t.dtype];
+    const rowBytes = cols * es;
+    const out = new Float32Array(rows.length * cols);
+    const buf = Buffer.allocUnsafe(rowBytes);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i];
+      if (!Number.isInteger(r) || r < 0 || r >= t.shape[0]) throw new RangeError(`${this.path}: tensor "${name}": row ${r} outside [0, ${t.shape[0]})`);
+      let done = 0;
+      while (done < rowBytes) {
+        const n = readSync(this.handle(), buf, done, rowBytes - done, t.offset + r * rowBytes + done);
+        if (n === 0) throw new FormatError(this.path, `tensor "${name}": unexpected end of file`);
+        done += n;
+      }
+      out.set(bytesToF32(buf, t.dtype, `${this.path}: tensor "${name}"`), i * cols);
+    }
+    return out;
+  }
+
   /** A tensor converted to f32 (F32/F16/BF16 in native code; F64 in JS). */
   readF32(name: string): Float32Array {
     const t = this.info(name);

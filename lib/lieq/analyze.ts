@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 
 import { Checkpoint } from '../io/checkpoint.js';
 import { CONFIG_FILE, type LinearName, type ModelConfig } from '../io/config.js';
-import { randomReader } from '../io/random-model.js';
+import { randomReader, randomRows } from '../io/random-model.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { gramEigenvalues, singularValues } from '../kernels/linalg.js';
 import { forward, runLayer } from '../runtime/forward.js';
@@ -144,11 +144,22 @@ function calibrationNll(model: RuntimeModel, seqs: Int32Array[], skip?: number):
   return sum / n;
 }
 
-/** Embedding rows of `ids` from a model's embedding table. */
-function embed(table: Float32Array, h: number, ids: Int32Array): Float32Array {
-  const out = new Float32Array(ids.length * h);
-  for (let t = 0; t < ids.length; t++) out.set(table.subarray(ids[t] * h, (ids[t] + 1) * h), t * h);
-  return out;
+/**
+ * Embedding rows of each sequence, fetched once per distinct token id (`row(id)` reads or
+ * draws one row): the full vocab × hidden table is never materialised.
+ */
+function embedSequences(seqs: Int32Array[], h: number, rows: (ids: number[]) => Float32Array): Float32Array[] {
+  const distinct = [...new Set(seqs.flatMap((s) => Array.from(s)))].sort((a, b) => a - b);
+  const table = rows(distinct);
+  const at = new Map(distinct.map((id, i) => [id, i]));
+  return seqs.map((ids) => {
+    const out = new Float32Array(ids.length * h);
+    for (let t = 0; t < ids.length; t++) {
+      const i = at.get(ids[t])!;
+      out.set(table.subarray(i * h, (i + 1) * h), t * h);
+    }
+    return out;
+  });
 }
 
 export async function analyzeModel(modelDir: string, o: AnalyzeOptions = {}): Promise<Analysis> {
@@ -156,9 +167,9 @@ export async function analyzeModel(modelDir: string, o: AnalyzeOptions = {}): Pr
   const settingsIn = { calib: o.calib ?? 'wikitext2', samples: o.samples ?? 32, seqlen: o.seqlen ?? 512, seed: o.seed ?? 0, topk: o.topk ?? '1%' };
   if (!Number.isSafeInteger(settingsIn.samples) || settingsIn.samples < 1) throw new UsageError(`--samples: expected a positive integer, got ${settingsIn.samples}`);
   if (!Number.isSafeInteger(settingsIn.seqlen) || settingsIn.seqlen < 2) throw new UsageError(`--seqlen: expected an integer ≥ 2, got ${settingsIn.seqlen}`);
-  const trained = RuntimeModel.open(dir, { residency: 'streaming' });
+  const trained = RuntimeModel.open(dir, { residency: 'streaming', layersOnly: true });
   const cfg: ModelConfig = trained.config;
-  const reference = RuntimeModel.fromSource(tensorSource(cfg, randomReader(cfg, settingsIn.seed), 'random reference'), { residency: 'streaming' });
+  const reference = RuntimeModel.fromSource(tensorSource(cfg, randomReader(cfg, settingsIn.seed), 'random reference'), { residency: 'streaming', layersOnly: true });
   try {
     const seqlen = Math.min(settingsIn.seqlen, cfg.maxPositionEmbeddings);
     const settings: AnalysisSettings = { ...settingsIn, seqlen, perplexityDrop: !!o.pd };
@@ -195,8 +206,19 @@ export async function analyzeModel(modelDir: string, o: AnalyzeOptions = {}): Pr
     const T = seqs.length * seqlen;
     const h = cfg.hiddenSize;
     // Hidden states of every calibration sequence, for both models: [seqs][seqlen × h].
-    let hsTrained = seqs.map((ids) => embed(trained.embedding, h, ids));
-    let hsRef = seqs.map((ids) => embed(reference.embedding, h, ids));
+    const embName = 'model.embed_tokens.weight';
+    const ck = Checkpoint.open(dir);
+    let hsTrained: Float32Array[];
+    try {
+      hsTrained = embedSequences(seqs, h, (ids) => ck.readRowsF32(embName, ids));
+    } finally {
+      ck.close();
+    }
+    let hsRef = embedSequences(seqs, h, (ids) => {
+      const out = new Float32Array(ids.length * h);
+      ids.forEach((id, i) => out.set(randomRows(cfg, embName, [cfg.vocabSize, h], settings.seed, id, 1), i * h));
+      return out;
+    });
 
     const pdTotal = o.pd ? L + 1 : 0;
     const total = L + pdTotal;

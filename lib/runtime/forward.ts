@@ -100,6 +100,7 @@ function workspace(model: RuntimeModel, rows: number): Workspace {
 /** Check token ids: integers in [0, vocab). */
 export function checkTokenIds(model: RuntimeModel, ids: Int32Array): void {
   if (!(ids instanceof Int32Array)) throw new UsageError('ids: expected an Int32Array of token ids');
+  if (model.layersOnly) throw new UsageError(`${model.source.label}: loaded with layersOnly (no embedding or LM head): use runLayer`);
   const v = model.config.vocabSize;
   for (let i = 0; i < ids.length; i++) {
     if (ids[i] < 0 || ids[i] >= v) throw new UsageError(`ids[${i}] = ${ids[i]} is outside the vocabulary [0, ${v})`);

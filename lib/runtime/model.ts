@@ -105,6 +105,12 @@ export type Residency = 'all' | 'streaming';
 export interface LoadOptions {
   /** 'all' (default) keeps every layer in memory; 'streaming' holds one decoder layer at a time. */
   residency?: Residency;
+  /**
+   * Load only the decoder layers (and the final norm): no embedding table, no LM head. For
+   * layer-by-layer work (analysis, calibration) that embeds its own token rows; saves the
+   * largest tensors of a model (vocab × hidden, twice when untied). forward() then refuses.
+   */
+  layersOnly?: boolean;
 }
 
 export class RuntimeModel {
@@ -113,6 +119,8 @@ export class RuntimeModel {
   readonly residency: Residency;
   readonly rope: RopeTables;
   readonly embedding: Float32Array;
+  /** Loaded with layersOnly: embedding and lmHead are empty placeholders. */
+  readonly layersOnly: boolean;
   readonly finalNorm: Float32Array;
   readonly lmHead: RuntimeLinear;
   private readonly resident: (LayerWeights | undefined)[];
@@ -128,9 +136,10 @@ export class RuntimeModel {
     if (this.residency !== 'all' && this.residency !== 'streaming')
       throw new UsageError(`residency: expected "all" or "streaming", got ${JSON.stringify(this.residency)}`);
     this.rope = RopeTables.forConfig(this.config);
-    this.embedding = source.embedding();
+    this.layersOnly = !!opts.layersOnly;
+    this.embedding = this.layersOnly ? new Float32Array(0) : source.embedding();
     this.finalNorm = source.finalNorm();
-    this.lmHead = source.lmHead(this.embedding);
+    this.lmHead = this.layersOnly ? denseFromWeights(new Float32Array(0), 0, 0) : source.lmHead(this.embedding);
     this.resident = new Array(this.config.numLayers).fill(undefined);
     if (this.residency === 'all') for (let l = 0; l < this.config.numLayers; l++) this.resident[l] = source.layer(l);
   }
