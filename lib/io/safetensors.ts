@@ -322,6 +322,8 @@ export class SafetensorsWriter {
   private fd: number | undefined;
   private readonly specs: TensorSpec[];
   private next = 0;
+  /** Bytes of the current tensor written so far (parts). */
+  private partial = 0;
 
   private constructor(dest: string, tmp: string, fd: number, specs: TensorSpec[]) {
     this.dest = dest;
@@ -366,24 +368,31 @@ export class SafetensorsWriter {
     return w;
   }
 
-  /** Write the next tensor's bytes (tensors in the declared order). */
+  /**
+   * Write the next tensor's bytes (tensors in the declared order). A tensor may be written in
+   * several parts (consecutive calls with the same name) so large tensors can be streamed.
+   */
   write(name: string, data: Uint8Array): void {
     const spec = this.specs[this.next];
     if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
     if (!spec || spec.name !== name)
       throw new FormatError(this.dest, `tensor "${name}" written out of order (expected "${spec?.name ?? '(none)'}")`);
     const want = numel(spec.shape) * DTYPE_SIZES[spec.dtype];
-    if (data.byteLength !== want)
-      throw new FormatError(this.dest, `tensor "${name}": ${data.byteLength} bytes given, shape × dtype needs ${want}`);
+    if (this.partial + data.byteLength > want)
+      throw new FormatError(this.dest, `tensor "${name}": ${this.partial + data.byteLength} bytes given, shape × dtype needs ${want}`);
     writeAll(this.fd, data);
-    this.next++;
+    this.partial += data.byteLength;
+    if (this.partial === want) {
+      this.next++;
+      this.partial = 0;
+    }
   }
 
   /** Finish: every declared tensor must have been written. */
   commit(): void {
     if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
     if (this.next !== this.specs.length)
-      throw new FormatError(this.dest, `only ${this.next} of ${this.specs.length} tensors were written`);
+      throw new FormatError(this.dest, `only ${this.next} of ${this.specs.length} tensors were written completely`);
     fsyncSync(this.fd);
     closeSync(this.fd);
     this.fd = undefined;
@@ -411,7 +420,12 @@ export class SafetensorsWriter {
 export function writeSafetensors(dest: string, tensors: TensorToWrite[], metadata?: Record<string, string>): void {
   const w = SafetensorsWriter.create(dest, tensors.map(({ name, dtype, shape }) => ({ name, dtype, shape })), metadata);
   try {
-    for (const t of tensors) w.write(t.name, typeof t.data === 'function' ? t.data() : t.data);
+    for (const t of tensors) {
+      const data = typeof t.data === 'function' ? t.data() : t.data;
+      const want = numel(t.shape) * DTYPE_SIZES[t.dtype];
+      if (data.byteLength !== want) throw new FormatError(dest, `tensor "${t.name}": ${data.byteLength} bytes given, shape × dtype needs ${want}`);
+      w.write(t.name, data);
+    }
     w.commit();
   } catch (err) {
     w.abort();

@@ -100,8 +100,18 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
             checkFinite(x, m.checkpoint.info(name).file, name);
             return x;
           };
-          const embedding = read('model.embed_tokens.weight');
-          w.write('model.embed_tokens.weight', f16Bytes(embedding));
+          // Embedding (and a packed tied head) in blocks of rows: never the whole vocab × hidden
+          // table in f32 at once.
+          const emb = 'model.embed_tokens.weight';
+          const V = cfg.vocabSize;
+          const block = Math.max(1, Math.floor((64 * 2 ** 20) / (4 * cfg.hiddenSize)));
+          const rowsOf = (name: string, r0: number) => {
+            const ids = Array.from({ length: Math.min(block, V - r0) }, (_, i) => r0 + i);
+            const x = m.checkpoint.readRowsF32(name, ids);
+            checkFinite(x, m.checkpoint.info(name).file, name);
+            return x;
+          };
+          for (let r0 = 0; r0 < V; r0 += block) w.write(emb, f16Bytes(rowsOf(emb, r0)));
           o.onProgress?.({ done: ++done, total, stage: 'embeddings' });
           for (let l = 0; l < cfg.numLayers; l++) {
             const lp = o.plan.layers[l];
@@ -127,9 +137,19 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
           if (o.plan.lmHeadBits === 16) {
             if (!cfg.tieWordEmbeddings) w.write('lm_head.weight', f16Bytes(read('lm_head.weight')));
           } else {
-            const head = cfg.tieWordEmbeddings ? embedding : read('lm_head.weight');
-            const packed = await quantizeWeight(head, cfg.vocabSize, resolveLayout(cfg.hiddenSize, o.plan.lmHeadGroupSize), o.plan.lmHeadBits, o.plan.symmetric, rtn);
-            writePacked(w, 'lm_head.weight', packed);
+            // Rows quantize independently: quantize the head block by block, then write the
+            // packed parts tensor by tensor (qweight, scales, zeros).
+            const src = cfg.tieWordEmbeddings ? emb : 'lm_head.weight';
+            const layout = resolveLayout(cfg.hiddenSize, o.plan.lmHeadGroupSize);
+            const parts: PackedLinear[] = [];
+            for (let r0 = 0; r0 < V; r0 += block) {
+              const x = rowsOf(src, r0);
+              parts.push(await quantizeWeight(x, x.length / cfg.hiddenSize, layout, o.plan.lmHeadBits, o.plan.symmetric, rtn));
+            }
+            const n = packedNames('lm_head.weight');
+            for (const p of parts) w.write(n.qweight, p.qweight);
+            for (const p of parts) w.write(n.scales, asBytes(p.scales));
+            if (!o.plan.symmetric) for (const p of parts) w.write(n.zeros, p.zeros!);
           }
           sampleRss();
           w.commit();

@@ -5,6 +5,7 @@
 // uses the core thread pool), `nameSync(...)` runs on the calling thread.
 #include <napi.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>

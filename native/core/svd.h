@@ -5,7 +5,8 @@
 //   power_iters times: Q = orth(A·orth(Aᵀ·Q));
 //   Bᵀ = Aᵀ·Q in f64, eigen-decompose B·Bᵀ = W Λ Wᵀ (f64), S = sqrt(Λ),
 //   U = Q·W, V = Bᵀ·W·S⁻¹ (then re-orthonormalised).
-// orth() is Householder QR in f64 (svd_qr.h); the big products run on sgemm.
+// orth() is a QR in f64 (CholeskyQR2, Householder for dependent columns; svd_qr.h); the big
+// products run on sgemm, Bᵀ and the Gram matrices on the f64-accumulating dgemm/dsyrk.
 // Exact method: eigen-decomposition in f64 of the smaller Gram matrix (AᵀA or AAᵀ, f64
 // products of the f32 entries), the other side's vectors as A·v/σ re-orthonormalised.
 // Singular values below ~1e-7·σ₁ are at the f64 Gram's resolution (σ² ~ 1e-16·σ₁²).

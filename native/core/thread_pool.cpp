@@ -69,7 +69,10 @@ class Pool {
 
   void start(int n) {
     quit_ = false;
-    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { loop(static_cast<size_t>(i)); });
+    // New workers must not mistake the last finished job for a new one: they start from the
+    // current generation (a worker starting from 0 would re-run a stale, already-freed job).
+    const uint64_t gen = generation_;
+    for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, gen] { loop(static_cast<size_t>(i), gen); });
   }
 
   void stop() {
@@ -82,9 +85,8 @@ class Pool {
     workers_.clear();
   }
 
-  void loop(size_t id) {
+  void loop(size_t id, uint64_t seen) {
     t_in_job = true;
-    uint64_t seen = 0;
     for (;;) {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait(lk, [&] { return quit_ || generation_ != seen; });

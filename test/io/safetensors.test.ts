@@ -196,6 +196,8 @@ describe('streaming writer', () => {
     const w = SafetensorsWriter.create(p, specs);
     expect(() => w.write('b', new Uint8Array(4))).toThrow(/out of order/);
     w.write('a', new Uint8Array(4));
+    w.write('b', new Uint8Array(2)); // half of b: parts are allowed
+    expect(() => w.write('b', new Uint8Array(4))).toThrow(/6 bytes given, shape × dtype needs 4/);
     expect(() => w.commit()).toThrow(/only 1 of 2/);
     w.abort();
     expect(readdirSync(dir).filter((x) => x.includes('stream.safetensors'))).toEqual([]);

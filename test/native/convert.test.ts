@@ -65,3 +65,18 @@ describe('dtype conversion (native, SIMD and scalar tails)', () => {
     expect(() => n.setThreads(-1)).toThrow(RangeError);
   });
 });
+
+describe('thread pool', () => {
+  it('survives resizing after multi-threaded jobs (workers must not re-run a finished job)', () => {
+    const n = native();
+    const before = n.getThreads();
+    const src = new Uint8Array(2 * (1 << 20));
+    const dst = new Float32Array(1 << 20);
+    for (const t of [2, 1, 2, 3, 1, 2]) {
+      n.setThreads(t);
+      n.toF32(src, NativeDType.F16, dst); // large enough to run on the pool
+      expect(dst[12345]).toBe(0);
+    }
+    n.setThreads(before);
+  });
+});
