@@ -88,3 +88,29 @@ export { generate, generateTokens, type GenerateOptions, type GenerateStats, typ
 export { argmax, sampleToken, Rng, type SamplingOptions } from './runtime/sampling.js';
 export { RopeTables, ropeInverseFrequencies } from './runtime/rope.js';
 export { openEvalModel, openRuntimeModel, packedModelSource, isQuantizedDir, readQuantizationConfig } from './quant/packed-source.js';
+
+// LieQ: diagnostics, allocation, plans, reports
+export { analyzeModel, sampleCalibration, modelFingerprint, type AnalyzeOptions } from './lieq/analyze.js';
+export { combineScores, loadAnalysis, ANALYSIS_FORMAT, type Analysis, type LayerMetrics, type AnalysisSettings, type ScoreVersion } from './lieq/analysis.js';
+export {
+  allocateGreedy,
+  allocateExact,
+  allocateUniform,
+  allocateRandom,
+  allocateInverse,
+  nominalAverage,
+  type Allocation,
+  type AllocationInput,
+  type AllocationMethod,
+} from './lieq/allocate.js';
+export { makePlan, loadPlan, validatePlan, accountPlan, layerLinearWeights, PLAN_FORMAT, type Plan, type LayerPlan, type BitAccounting, type Backbone } from './lieq/plan.js';
+export { compactness, topKEnergy, normaliseRows, resolveTopK } from './lieq/spectrum.js';
+export { spearman, ranksDescending } from './lieq/stats.js';
+export { measureSensitivity, writeReport, type QuantizeReport, type Sensitivity } from './lieq/report.js';
+// Quantization and the packed model format
+export { quantizeModel, type QuantizeModelOptions, type QuantizeModelResult } from './quant/quantize-model.js';
+export { quantizeLayerRtn, quantizeRuntimeLinear } from './quant/quantize-layer.js';
+export { resolveLayout, packedBytes, type LinearLayout } from './quant/layout.js';
+export { PACKED_FORMAT, type QuantizationConfig } from './quant/packed-model.js';
+export { writeRandomCheckpoint, shapeConfig, MODEL_SHAPES, randomReader } from './io/random-model.js';
+export { loadTokenizer, type Tokenizer } from './io/tokenizer.js';
