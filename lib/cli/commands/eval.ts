@@ -2,7 +2,6 @@
  * `lieq eval ppl`: perplexity of a model on a text (README protocol: whole text tokenized
  * once, BOS once, non-overlapping windows of --ctx; --stride for sliding windows).
  */
-import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
 
 import { loadTokenizer } from '../../io/tokenizer.js';
@@ -10,6 +9,7 @@ import type { PackedBits } from '../../kernels/packed-format.js';
 import { native } from '../../native.js';
 import { packModel } from '../../runtime/model.js';
 import { openEvalModel } from '../../quant/packed-source.js';
+import { progressBar } from '../progress.js';
 import { EVAL_DATASETS, loadEvalText, perplexity, planWindows, type PerplexityResult } from '../../runtime/perplexity.js';
 import { resolveModelArg } from '../../util/data-dir.js';
 import { UsageError } from '../../util/errors.js';
@@ -106,15 +106,13 @@ async function runPpl(opts: PplOptions): Promise<PplReport> {
     const tokenizeSeconds = (performance.now() - t0) / 1000;
     const total = Math.min(planWindows(ids.length, ctx, stride).length, limit ?? Infinity);
 
-    const bar = !opts.json && process.stderr.isTTY
-      ? new cliProgress.SingleBar({ stream: process.stderr, format: 'perplexity |{bar}| {value}/{total} windows | {eta_formatted} left', hideCursor: true }, cliProgress.Presets.shades_classic)
-      : null;
-    bar?.start(total, 0);
+    const bar = progressBar('perplexity', 'windows', !opts.json);
+    bar.update(0, total, name);
     let r: PerplexityResult;
     try {
-      r = await perplexity(model, ids, { ctx, stride, limit, onProgress: (done) => bar?.update(done) });
+      r = await perplexity(model, ids, { ctx, stride, limit, onProgress: (done) => bar.update(done, total, name) });
     } finally {
-      bar?.stop();
+      bar.stop();
     }
     return {
       model: dir,
