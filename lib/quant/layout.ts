@@ -40,3 +40,11 @@ export function packedBytes(out: number, layout: LinearLayout, bits: number, sym
   const codes = out * (layout.paddedIn / 32) * 4 * bits;
   return codes + out * groups * 2 + (symmetric ? 0 : out * groups);
 }
+
+/** Zero-pad W [out, in] to [out, paddedIn] (zero columns add nothing to x·Wᵀ). */
+export function padColumns(w: Float32Array, out: number, inF: number, paddedIn: number): Float32Array {
+  if (paddedIn === inF) return w;
+  const p = new Float32Array(out * paddedIn);
+  for (let r = 0; r < out; r++) p.set(w.subarray(r * inF, (r + 1) * inF), r * paddedIn);
+  return p;
+}

@@ -16,7 +16,7 @@ import { native, NativeDType } from '../native.js';
 import { buildDirAtomic } from '../util/atomic.js';
 import { DataError } from '../util/errors.js';
 import { packedNames, quantizationConfig, quantizedTensorSpecs } from './packed-model.js';
-import { resolveLayout, type LinearLayout } from './layout.js';
+import { padColumns, resolveLayout, type LinearLayout } from './layout.js';
 
 export interface QuantizeModelOptions {
   plan: Plan;
@@ -35,14 +35,6 @@ export interface QuantizeModelResult {
   seconds: number;
   bytesWritten: number;
   peakRssBytes: number;
-}
-
-/** Zero-pad W [out, in] to [out, paddedIn] (layout.ts: zero columns add nothing to x·Wᵀ). */
-export function padColumns(w: Float32Array, out: number, inF: number, paddedIn: number): Float32Array {
-  if (paddedIn === inF) return w;
-  const p = new Float32Array(out * paddedIn);
-  for (let r = 0; r < out; r++) p.set(w.subarray(r * inF, (r + 1) * inF), r * paddedIn);
-  return p;
 }
 
 export async function quantizeWeight(w: Float32Array, out: number, layout: LinearLayout, bits: number, symmetric: boolean, rtn: QuantMethodName): Promise<PackedLinear> {

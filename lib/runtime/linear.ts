@@ -14,6 +14,7 @@ import {
   type PackedLinear,
   type QuantizeOptions,
 } from '../kernels/quant.js';
+import { padColumns, resolveLayout } from '../quant/layout.js';
 import { UsageError } from '../util/errors.js';
 import { denseLinear } from './ops.js';
 
@@ -70,7 +71,12 @@ function padRows(x: Float32Array, rows: number, inF: number, paddedIn: number): 
  * baseline that tests and benchmarks use.
  */
 export function packDense(lin: DenseLinear, opts: QuantizeOptions): PackedRuntimeLinear {
-  return packedLinear(quantizeLinearSync(lin.weight, lin.outFeatures, lin.inFeatures, opts), lin.bias);
+  // Widths that are not a multiple of 32 (or of the group) get zero columns (lib/quant/layout.ts).
+  const requested = opts.groupSize === 'channel' ? Number.MAX_SAFE_INTEGER : opts.groupSize;
+  const layout = resolveLayout(lin.inFeatures, requested);
+  const w = padColumns(lin.weight, lin.outFeatures, lin.inFeatures, layout.paddedIn);
+  const groupSize = layout.perChannel ? 'channel' : (layout.groupSize as 32 | 64 | 128);
+  return packedLinear(quantizeLinearSync(w, lin.outFeatures, layout.paddedIn, { ...opts, groupSize }), lin.bias, lin.inFeatures);
 }
 
 /** Bits per weight of the payload (32 for full precision). */

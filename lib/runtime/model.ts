@@ -11,8 +11,7 @@
 import { LINEAR_NAMES, linearShape, linearTensorName, type LinearName, type ModelConfig } from '../io/config.js';
 import { openModel, type ModelDir } from '../io/model.js';
 import { UsageError } from '../util/errors.js';
-import { packedShapeError } from '../kernels/packed-format.js';
-import { resolveGroupSize, type QuantizeOptions } from '../kernels/quant.js';
+import type { QuantizeOptions } from '../kernels/quant.js';
 import { denseFromWeights, linearBytes, packDense, type RuntimeLinear } from './linear.js';
 import { RopeTables } from './rope.js';
 
@@ -252,21 +251,12 @@ export function packLayer(layer: LayerWeights, plan: (name: LinearName) => Quant
  * e.g. stories260K's down_proj (in = 172).
  */
 export function packModel(model: RuntimeModel, opts: QuantizeOptions): { packed: number; kept: string[] } {
-  const kept: string[] = [];
+  // Every linear packs: widths that are not a multiple of 32 are zero-padded (packDense).
   let packed = 0;
   for (let l = 0; l < model.numLayers; l++) {
-    const layer = packLayer(model.layer(l), (name) => {
-      const [out, inF] = linearShape(model.config, name);
-      const g = resolveGroupSize(opts.groupSize, inF);
-      const these: QuantizeOptions = g > inF ? { ...opts, groupSize: 'channel' } : opts;
-      const ok = packedShapeError(out, inF, opts.bits, Math.min(g, inF)) === undefined;
-      if (ok) packed++;
-      else kept.push(`layers.${l}.${name}`);
-      return ok ? these : null;
-    });
-    model.setLayer(l, layer);
+    model.setLayer(l, packLayer(model.layer(l), () => (packed++, opts)));
   }
-  return { packed, kept };
+  return { packed, kept: [] };
 }
 
 /** Shapes of a layer's weights against the config; throws UsageError naming the first mismatch. */

@@ -11,7 +11,7 @@ import { loadTokenizer } from '../../lib/io/tokenizer.js';
 import { dequantize, type QuantizeOptions } from '../../lib/kernels/quant.js';
 import { forward } from '../../lib/runtime/forward.js';
 import { KvCache } from '../../lib/runtime/kv-cache.js';
-import { linearBits, linearEffectiveBits, packDense } from '../../lib/runtime/linear.js';
+import { applyLinear, linearBits, linearEffectiveBits, packDense } from '../../lib/runtime/linear.js';
 import { packLayer, RuntimeModel, withLinears } from '../../lib/runtime/model.js';
 import { loadEvalText, perplexity } from '../../lib/runtime/perplexity.js';
 import { dataPath } from '../../lib/util/data-dir.js';
@@ -76,7 +76,22 @@ describe('mixed-bit packed model on a random tiny model', () => {
     const r = forward(tinyModel(cfg, tensors), ids, { replaceLayers: new Map([[0, swapped]]) });
     expect(r.logits!.every(Number.isFinite)).toBe(true);
     expect(() => packDense({ ...q, bias: new Float32Array(3) }, { bits: 4, groupSize: 32 })).toThrow(UsageError);
-    expect(() => packDense({ ...q, inFeatures: 40, weight: new Float32Array(q.outFeatures * 40) }, { bits: 4, groupSize: 32 })).toThrow(/multiple of 32/);
+    // A width that is not a multiple of 32 is zero-padded: the packed layer computes x·Ŵᵀ over the 40 real columns.
+    const w40 = Float32Array.from({ length: q.outFeatures * 40 }, (_, i) => Math.sin(i * 0.37) * 0.1);
+    const p40 = packDense({ ...q, inFeatures: 40, weight: w40, bias: null }, { bits: 8, groupSize: 32 });
+    expect(p40.inFeatures).toBe(40);
+    expect(p40.packed.inFeatures).toBe(64);
+    const deq = dequantize(p40.packed);
+    const x = Float32Array.from({ length: 3 * 40 }, (_, i) => Math.cos(i));
+    const y = new Float32Array(3 * q.outFeatures);
+    applyLinear(p40, x, 3, y);
+    for (let r = 0; r < 3; r++)
+      for (let o = 0; o < q.outFeatures; o++) {
+        let ref = 0;
+        for (let k = 0; k < 40; k++) ref += x[r * 40 + k] * deq[o * 64 + k];
+        expect(y[r * q.outFeatures + o]).toBeCloseTo(ref, 4);
+      }
+    for (let o = 0; o < q.outFeatures; o++) for (let k = 40; k < 64; k++) expect(Math.abs(deq[o * 64 + k])).toBeLessThan(1e-6);
   });
 });
 
