@@ -8,7 +8,25 @@ import { FileError, FormatError, UsageError } from '../util/errors.js';
 import { minMax } from './stats.js';
 
 export const ANALYSIS_FORMAT = 'lieq-analysis/1';
-export type ScoreVersion = 'v1' | 'v2';
+/**
+ * Scores [ours, spec §4 and the §7 ablation]: v2 = ΔRC (default), v1 = weighted min-max
+ * combination of PD, ΔRC and TEG; pd / teg alone; weights = the data-free ΔRC of W_q,k,v.
+ */
+export const SCORE_VERSIONS = ['v2', 'v1', 'pd', 'teg', 'weights'] as const;
+export type ScoreVersion = (typeof SCORE_VERSIONS)[number];
+
+/** Scores that need Perplexity Drop measured. */
+export function scoreNeedsPd(v: ScoreVersion): boolean {
+  return v === 'v1' || v === 'pd';
+}
+
+/** "1,1,1" -> weights of PD, ΔRC, TEG for --score v1. */
+export function parseScoreWeights(s: string): ScoreWeights {
+  const parts = s.split(',').map(Number);
+  if (parts.length !== 3 || !parts.every((x) => Number.isFinite(x) && x >= 0) || parts.every((x) => x === 0))
+    throw new UsageError(`--score-weights: expected three non-negative numbers "pd,rc,teg" (not all zero), got "${s}"`);
+  return { pd: parts[0], rc: parts[1], teg: parts[2] };
+}
 
 export interface AnalysisSettings {
   calib: string;
@@ -62,8 +80,11 @@ export interface ScoreWeights {
  */
 export function combineScores(a: Analysis, version: ScoreVersion, w: ScoreWeights = { pd: 1, rc: 1, teg: 1 }): number[] {
   if (version === 'v2') return a.layers.map((l) => l.deltaRC);
+  if (version === 'teg') return a.layers.map((l) => l.teg);
+  if (version === 'weights') return a.layers.map((l) => l.weightDeltaRC);
   if (a.layers.some((l) => l.pd === undefined))
-    throw new UsageError('--score v1 needs Perplexity Drop: rerun `lieq analyze` with --score v1 (or --pd)');
+    throw new UsageError(`--score ${version} needs Perplexity Drop: rerun \`lieq analyze\` with --pd (or --score ${version})`);
+  if (version === 'pd') return a.layers.map((l) => l.pd as number);
   const pd = minMax(a.layers.map((l) => l.pd as number));
   const rc = minMax(a.layers.map((l) => l.deltaRC));
   const teg = minMax(a.layers.map((l) => l.teg));

@@ -116,3 +116,27 @@ describe('unreachable budgets state the feasible range', () => {
     expect(() => allocateGreedy({ ...base, scores: [NaN, 1], budget: 3 })).toThrow(/finite/);
   });
 });
+
+describe('scores from an analysis', async () => {
+  const { combineScores, parseScoreWeights } = await import('../../lib/lieq/analysis.js');
+  const layer = (i: number, deltaRC: number, teg: number, pd?: number) => ({
+    layer: i, deltaRC, teg, pd, rc: { q: 0, k: 0, v: 0 }, rcReference: { q: 0, k: 0, v: 0 }, tegByK: {}, weightDeltaRC: -deltaRC, weightTeg: 0,
+  });
+  const a = { layers: [layer(0, 0.1, 0.3, 2), layer(1, 0.3, 0.1, 1), layer(2, 0.2, 0.2, 0)] } as never;
+  it('v2, teg, weights, pd read one metric; v1 is the weighted min-max mean', () => {
+    expect(combineScores(a, 'v2')).toEqual([0.1, 0.3, 0.2]);
+    expect(combineScores(a, 'teg')).toEqual([0.3, 0.1, 0.2]);
+    expect(combineScores(a, 'weights')).toEqual([-0.1, -0.3, -0.2]);
+    expect(combineScores(a, 'pd')).toEqual([2, 1, 0]);
+    // min-max: pd [1, .5, 0], rc [0, 1, .5], teg [1, 0, .5]
+    const v1 = combineScores(a, 'v1');
+    [2 / 3, 0.5, 1 / 3].forEach((x, i) => expect(v1[i]).toBeCloseTo(x, 12));
+    const pdOnly = combineScores(a, 'v1', parseScoreWeights('1,0,0'));
+    [1, 0.5, 0].forEach((x, i) => expect(pdOnly[i]).toBeCloseTo(x, 12));
+    expect(() => parseScoreWeights('0,0,0')).toThrow(/score-weights/);
+  });
+  it('PD-based scores refuse an analysis without PD', () => {
+    const noPd = { layers: [layer(0, 0.1, 0.3), layer(1, 0.2, 0.1)] } as never;
+    expect(() => combineScores(noPd, 'v1')).toThrow(/needs Perplexity Drop/);
+  });
+});

@@ -9,7 +9,7 @@ import {
   allocateUniform,
   type Allocation,
 } from '../../lieq/allocate.js';
-import { combineScores, loadAnalysis, type ScoreVersion } from '../../lieq/analysis.js';
+import { combineScores, loadAnalysis, SCORE_VERSIONS, parseScoreWeights } from '../../lieq/analysis.js';
 import { accountPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { UsageError } from '../../util/errors.js';
@@ -21,6 +21,7 @@ export interface AllocateCliOptions {
   allowed: string;
   method: string;
   score: string;
+  scoreWeights: string;
   lmHead: string;
   group: string;
   backbone: string;
@@ -41,7 +42,8 @@ export function registerAllocate(program: Command): void {
     .option('--bits <B>', 'nominal average-bit budget over decoder linears (e.g. 2.0556 = 2 + 2/36)')
     .option('--allowed <list>', 'allowed bit widths', '2,3,4')
     .option('--method <m>', 'greedy | exact', 'greedy')
-    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG)', 'v2')
+    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights (data-free ΔRC of W)', 'v2')
+    .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
     .option('--lm-head <bits>', 'lm_head storage: 16 | 8 | 4', '16')
     .option('--group <g>', 'group size: 32 | 64 | 128', '128')
     .option('--backbone <b>', 'quantizer: rtn | gptq', 'rtn')
@@ -76,7 +78,7 @@ export function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions
   const group = parseInteger(o.group, '--group', 32);
   const lmHeadBits = parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const);
   const backbone = parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const) as Backbone;
-  const score = parseChoice(o.score, '--score', ['v1', 'v2'] as const) as ScoreVersion;
+  const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
   const common = { groupSize: group, backbone, symmetric: !!o.symmetric, lmHeadBits: Number(lmHeadBits) as 16 | 8 | 4 };
   const baselines = [o.uniform !== undefined, !!o.random, !!o.inverse].filter(Boolean).length;
   if (baselines > 1) throw new UsageError('--uniform, --random and --inverse are alternatives: pass one');
@@ -85,7 +87,7 @@ export function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions
     return { allocation, plan: makePlan(cfg, allocation.bits, { ...common, method: 'uniform' }) };
   }
   if (o.bits === undefined) throw new UsageError('--bits: a budget is required (or pass --uniform B)');
-  const inp = { scores: combineScores(a, score), weights: a.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits, '--bits') };
+  const inp = { scores: combineScores(a, score, parseScoreWeights(o.scoreWeights)), weights: a.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits, '--bits') };
   let allocation: Allocation;
   if (o.random) allocation = allocateRandom(inp, parseInteger(o.seed, '--seed', 0));
   else if (o.inverse) allocation = allocateInverse(inp);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 
 import { analyzeModel } from '../../lieq/analyze.js';
-import { combineScores, type Analysis, type ScoreVersion } from '../../lieq/analysis.js';
+import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsPd, type ScoreVersion, type ScoreWeights } from '../../lieq/analysis.js';
 import { ranksDescending, spearman } from '../../lieq/stats.js';
 import { resolveModelArg } from '../../util/data-dir.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
@@ -15,6 +15,7 @@ interface AnalyzeCli {
   seqlen: string;
   seed: string;
   score: string;
+  scoreWeights: string;
   topk: string;
   pd?: boolean;
   out?: string;
@@ -31,14 +32,15 @@ export function registerAnalyze(program: Command): void {
     .option('--samples <n>', 'calibration sequences', '32')
     .option('--seqlen <n>', 'tokens per sequence (capped at the model context)', '512')
     .option('--seed <s>', 'seed of calibration sampling and of the random reference model', '0')
-    .option('--score <v>', 'v2 (ΔRC only) | v1 (PD + ΔRC + TEG; measures PD)', 'v2')
+    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights; v1 and pd measure PD', 'v2')
+    .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
     .option('--topk <k>', 'k of Top-k Energy Gain: an integer or a percentage of d', '1%')
     .option('--pd', 'also measure Perplexity Drop (implied by --score v1)')
     .option('-o, --out <file>', 'write the analysis JSON here (atomically)', 'analysis.json')
     .option('--no-cache', 'recompute even if a cached analysis exists')
     .option('--json', 'print the analysis JSON instead of a table')
     .action(async (model: string, o: AnalyzeCli) => {
-      const score = parseChoice(o.score, '--score', ['v1', 'v2'] as const) as ScoreVersion;
+      const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
       const bar = progressBar('analyze', 'steps', !o.json);
       let analysis: Analysis;
       try {
@@ -48,7 +50,7 @@ export function registerAnalyze(program: Command): void {
           seqlen: parseInteger(o.seqlen, '--seqlen', 2),
           seed: parseInteger(o.seed, '--seed', 0),
           topk: o.topk,
-          pd: !!o.pd || score === 'v1',
+          pd: !!o.pd || scoreNeedsPd(score),
           cacheDir: o.cache ? undefined : null,
           onProgress: (p) => bar.update(p.done, p.total, p.stage),
         });
@@ -57,13 +59,13 @@ export function registerAnalyze(program: Command): void {
       }
       if (o.out) writeJsonAtomic(o.out, analysis);
       if (o.json) return printJson(analysis);
-      process.stdout.write(renderAnalysis(analysis, score));
+      process.stdout.write(renderAnalysis(analysis, score, parseScoreWeights(o.scoreWeights)));
       if (o.out) process.stdout.write(`analysis written to ${o.out}\n`);
     });
 }
 
-export function renderAnalysis(a: Analysis, score: ScoreVersion): string {
-  const scores = combineScores(a, score);
+export function renderAnalysis(a: Analysis, score: ScoreVersion, weights?: ScoreWeights): string {
+  const scores = combineScores(a, score, weights);
   const rank = ranksDescending(scores);
   const rows = a.layers.map((l, i) => [
     l.layer,

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../io/config.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
 import { allocateExact, allocateGreedy, allocateUniform } from '../../lieq/allocate.js';
-import { combineScores, type Analysis, type ScoreVersion } from '../../lieq/analysis.js';
+import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsPd, type ScoreVersion } from '../../lieq/analysis.js';
 import { analyzeModel } from '../../lieq/analyze.js';
 import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
@@ -25,6 +25,7 @@ interface QuantizeCli {
   allowed: string;
   method: string;
   score: string;
+  scoreWeights: string;
   group: string;
   lmHead: string;
   backbone: string;
@@ -51,7 +52,8 @@ export function registerQuantize(program: Command): void {
     .option('--uniform <B>', 'every layer at B bits')
     .option('--allowed <list>', 'allowed bit widths for --bits', '2,3,4')
     .option('--method <m>', 'allocation: greedy | exact', 'greedy')
-    .option('--score <v>', 'v2 | v1', 'v2')
+    .option('--score <v>', 'v2 | v1 | pd | teg | weights', 'v2')
+    .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
     .option('--group <g>', 'group size: 32 | 64 | 128', '128')
     .option('--lm-head <bits>', 'lm_head: 16 | 8 | 4', '16')
     .option('--backbone <b>', 'rtn | gptq', 'rtn')
@@ -85,7 +87,7 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
   if (common.backbone === 'gptq') throw new UsageError('--backbone gptq: the GPTQ backbone is not available yet (issue 7); use rtn');
   const sources = [o.plan, o.bits, o.uniform].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new UsageError('pass exactly one of --plan FILE, --bits B or --uniform B');
-  const score = parseChoice(o.score, '--score', ['v1', 'v2'] as const) as ScoreVersion;
+  const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
 
   let analysis: Analysis | undefined;
   let plan: Plan;
@@ -99,18 +101,18 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
         samples: parseInteger(o.samples, '--samples', 1),
         seqlen: parseInteger(o.seqlen, '--seqlen', 2),
         seed: parseInteger(o.seed, '--seed', 0),
-        pd: score === 'v1',
+        pd: scoreNeedsPd(score),
         onProgress: (p) => bar.update(p.done, p.total, p.stage),
       });
     } finally {
       bar.stop();
     }
-    const inp = { scores: combineScores(analysis, score), weights: analysis.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits!, '--bits') };
+    const inp = { scores: combineScores(analysis, score, parseScoreWeights(o.scoreWeights)), weights: analysis.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits!, '--bits') };
     const alloc = parseChoice(o.method, '--method', ['greedy', 'exact'] as const) === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
     plan = makePlan(cfg, alloc.bits, { ...common, method: alloc.method, budget: inp.budget, score });
   }
   const accounting = accountPlan(plan, cfg);
-  const scores = analysis ? combineScores(analysis, score) : undefined;
+  const scores = analysis ? combineScores(analysis, score, parseScoreWeights(o.scoreWeights)) : undefined;
 
   // Evaluation text (perplexity before/after and sensitivity).
   const evalName = o.eval;
