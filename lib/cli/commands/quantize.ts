@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../io/config.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
 import { allocateExact, allocateGreedy, allocateUniform } from '../../lieq/allocate.js';
-import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsPd, type ScoreVersion } from '../../lieq/analysis.js';
+import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsPd } from '../../lieq/analysis.js';
 import { analyzeModel } from '../../lieq/analyze.js';
 import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
