@@ -2,8 +2,8 @@
  * Atomic outputs: write to a temp path beside the destination, fsync, rename. A crash or an
  * error leaves the destination as it was (absent or the previous complete version).
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 
 import { tempPathFor } from '../io/safetensors.js';
 import { FileError } from './errors.js';
@@ -40,6 +40,7 @@ export function writeJsonAtomic(dest: string, value: unknown): void {
 export async function buildDirAtomic(dest: string, fill: (tmpDir: string) => Promise<void> | void, overwrite = false): Promise<void> {
   if (existsSync(dest) && !overwrite) throw new FileError(dest, 'output already exists (pass --force to replace it)');
   mkdirSync(dirname(dest), { recursive: true });
+  removeStaleTemps(dest);
   const tmp = tempPathFor(dest);
   mkdirSync(tmp);
   try {
@@ -56,4 +57,36 @@ export async function buildDirAtomic(dest: string, fill: (tmpDir: string) => Pro
     rmSync(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove temp files/dirs beside `dest` left by a process that was killed (kill -9, power
+ * loss) before it could clean up: names `.<base>.tmp-<pid>-<hex>` whose pid is not running.
+ */
+export function removeStaleTemps(dest: string): string[] {
+  const prefix = `.${basename(dest)}.tmp-`;
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dirname(dest));
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (!n.startsWith(prefix)) continue;
+    const pid = Number(n.slice(prefix.length).split('-')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
+    rmSync(join(dirname(dest), n), { recursive: true, force: true });
+    removed.push(n);
+  }
+  return removed;
 }

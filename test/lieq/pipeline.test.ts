@@ -117,6 +117,33 @@ describe('quantize -> load -> perplexity round trip', () => {
   });
 });
 
+describe('kill -9 during quantize', () => {
+  it('never leaves a visible partial output; a rerun cleans the dead run\'s temp dir and completes', async () => {
+    const { spawn } = await import('node:child_process');
+    const { LIEQ_BIN } = await import('../helpers/cli.js');
+    const out = join(dir, 'killed');
+    const args = [LIEQ_BIN, 'quantize', 'tinystories-656K', '--uniform', '3', '--out', out, '--json'];
+    for (const delay of [150, 300, 450, 600, 750]) {
+      const child = spawn(process.execPath, args, { stdio: 'ignore' });
+      await new Promise((r) => setTimeout(r, delay));
+      child.kill('SIGKILL');
+      await new Promise((r) => child.on('exit', r));
+      if (existsSync(out)) {
+        // Finished before the kill: then it is complete and loadable.
+        const m = openRuntimeModel(out);
+        m.close();
+        break;
+      }
+    }
+    const r = lieq(['quantize', 'tinystories-656K', '--uniform', '3', '--out', out, '--force', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readdirSync(dir).filter((f) => f.startsWith('.killed.tmp-'))).toEqual([]);
+    const m = openRuntimeModel(out);
+    expect(m.layer(0).linears.q_proj.kind).toBe('packed');
+    m.close();
+  });
+});
+
 describe('lieq quantize (the README main job)', () => {
   it('prints the plan, the bit accounting and perplexity before/after; refuses to clobber', () => {
     const out = join(dir, 'cli-out');
