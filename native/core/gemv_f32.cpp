@@ -48,30 +48,38 @@ void f16_row(const uint16_t* src, size_t n, float* dst) {
 
 }  // namespace ref
 
-void batched_rows(const void* ctx, RowChunkLoader load, size_t in, size_t chunk, const float* x, size_t M,
-                  size_t r0, size_t r1, float* y, size_t ldy, bool simd) {
+const float* aligned_rows_copy(const float* x, size_t M, size_t in) {
+  thread_local AlignedScratch<float> copy;
+  const size_t ld = aligned_stride(in);
+  float* dst = copy.get(M * ld);
+  for (size_t m = 0; m < M; ++m) std::memcpy(dst + m * ld, x + m * in, in * sizeof(float));
+  return dst;
+}
+
+void batched_rows(const void* ctx, RowChunkLoader load, size_t in, size_t chunk, const float* x, size_t ldx,
+                  size_t M, size_t r0, size_t r1, float* y, size_t ldy, bool simd) {
   const Dot4x2Fn dot = linear_kernels(simd).dot4x2;
   const size_t pairs = (M + 1) / 2;
-  thread_local std::vector<float> wbuf, acc;
-  wbuf.resize(4 * chunk);
-  acc.resize(pairs * 64);
+  thread_local AlignedScratch<float> wscratch, ascratch;
+  float* wbuf = wscratch.get(4 * chunk);
+  float* acc = ascratch.get(pairs * 64);
   for (size_t rq = r0; rq < r1; rq += 4) {
     const size_t nr = std::min<size_t>(4, r1 - rq);
-    std::fill(acc.begin(), acc.end(), 0.0f);
+    std::fill(acc, acc + pairs * 64, 0.0f);
     for (size_t k0 = 0; k0 < in; k0 += chunk) {
       const size_t kn = std::min(chunk, in - k0);
       const float* w[4];
       for (size_t i = 0; i < 4; ++i)  // missing rows of the last quad repeat row 0 (results dropped)
-        w[i] = i < nr ? load(ctx, rq + i, k0, kn, wbuf.data() + i * chunk) : w[0];
+        w[i] = i < nr ? load(ctx, rq + i, k0, kn, wbuf + i * chunk) : w[0];
       for (size_t m = 0; m < M; m += 2) {
-        const float* xa = x + m * in + k0;
-        const float* xb = m + 1 < M ? xa + in : xa;
-        dot(w, xa, xb, kn, acc.data() + (m / 2) * 64);
+        const float* xa = x + m * ldx + k0;
+        const float* xb = m + 1 < M ? xa + ldx : xa;
+        dot(w, xa, xb, kn, acc + (m / 2) * 64);
       }
     }
     for (size_t i = 0; i < nr; ++i)
       for (size_t m = 0; m < M; ++m) {
-        const float* a = acc.data() + (m / 2) * 64 + (i * 2 + m % 2) * 8;
+        const float* a = acc + (m / 2) * 64 + (i * 2 + m % 2) * 8;
         y[m * ldy + rq + i] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
       }
   }
@@ -116,8 +124,9 @@ void run_gemv(size_t out, size_t in, size_t M, const float* x, const float* bias
                  [&](size_t b, size_t e, int) { rows1(b, e); });
   } else {
     const size_t quads = (out + 3) / 4;
-    parallel_for(quads, std::max<size_t>(1, (1u << 14) / std::max<size_t>(in * M, 1)), [&](size_t b, size_t e, int) {
-      batched_rows(ctx, load, in, kChunk, x, M, b * 4, std::min(out, e * 4), y, out, simd);
+    const float* xa = aligned_rows_copy(x, M, in);
+    parallel_for(quads, 1, [&](size_t b, size_t e, int) {
+      batched_rows(ctx, load, in, kChunk, xa, aligned_stride(in), M, b * 4, std::min(out, e * 4), y, out, simd);
     });
   }
   add_bias(bias, out, M, y);

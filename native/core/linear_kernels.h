@@ -5,15 +5,47 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 
 #include "packed_format.h"
 
 namespace lieq {
 
+// Growable scratch memory aligned to 64 bytes: 32-byte loads from it never straddle a cache line
+// (a 16-byte-aligned std::vector made a quarter of the kernel's loads split, ~20% slower).
+template <typename T>
+class AlignedScratch {
+ public:
+  AlignedScratch() = default;
+  AlignedScratch(const AlignedScratch&) = delete;
+  AlignedScratch& operator=(const AlignedScratch&) = delete;
+  ~AlignedScratch() { std::free(data_); }
+  // At least n elements; contents are not preserved when it grows.
+  T* get(size_t n) {
+    if (n > cap_) {
+      std::free(data_);
+      const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+      data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+      if (!data_) throw std::bad_alloc();
+      cap_ = n;
+    }
+    return data_;
+  }
+
+ private:
+  T* data_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// Row stride (in floats) of an aligned copy of rows of `n` floats: a multiple of 16 (64 bytes).
+inline size_t aligned_stride(size_t n) { return (n + 15) / 16 * 16; }
+
 // dst f32 [nb*32] = dequantized blocks [b0, b0+nb) of row `row`, natural order.
 using DequantBlocksFn = void (*)(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
-// Batch-1 fused GEMV over rows [r0, r1): y[r] = dot(x, dequant(W[r])), x f32 [W.in], no bias.
-using QGemvRowsFn = void (*)(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y);
+// Fused GEMV over weight rows [r0, r1) for M activation rows (M small; each weight block is
+// unpacked once for all of them): y[m * W.out + r] = dot(x[m * W.in ..], dequant(W[r])), no bias.
+using QGemvRowsFn = void (*)(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
 // Small-batch micro-kernel, 4 weight rows x 2 activation rows:
 //   acc[(r*2 + m)*8 + k%8] += w[r][k] * x_m[k]   for r < 4, m < 2, k < n
 // (8 partial sums per pair in lane order, so the reference and AVX2 sum in the same pattern).
@@ -43,7 +75,7 @@ void dequant_w2_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, 
 void dequant_w3_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
 void dequant_w4_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
 void dequant_w8_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
-void qgemv_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y);  // any bits
+void qgemv_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);  // any bits
 void dot4x2(const float* const w[4], const float* x0, const float* x1, size_t n, float* acc);
 void gemv_f32_rows(const float* W, size_t in, const float* x, size_t r0, size_t r1, float* y);
 void gemv_f16_rows(const uint16_t* W, size_t in, const float* x, size_t r0, size_t r1, float* y);
@@ -55,10 +87,10 @@ void dequant_w2_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, 
 void dequant_w3_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
 void dequant_w4_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
 void dequant_w8_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
-void qgemv_w2_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y);
-void qgemv_w3_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y);
-void qgemv_w4_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y);
-void qgemv_w8_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y);
+void qgemv_w2_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void qgemv_w3_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void qgemv_w4_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void qgemv_w8_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
 void dot4x2(const float* const w[4], const float* x0, const float* x1, size_t n, float* acc);
 void gemv_f32_rows(const float* W, size_t in, const float* x, size_t r0, size_t r1, float* y);
 void gemv_f16_rows(const uint16_t* W, size_t in, const float* x, size_t r0, size_t r1, float* y);

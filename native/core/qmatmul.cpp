@@ -14,11 +14,12 @@
 
 namespace lieq {
 
-namespace ref {
+namespace {
 
-// Scalar fused GEMV, any bit width: per group, dot of (q - z) with x, then one multiply by the
-// scale. (The AVX2 kernel factors out z as z * Σx_g instead; here the simplest form is the reference.)
-void qgemv_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
+// Reference GEMV of one activation row over weight rows [r0, r1), any bit width: per group, dot
+// of (q − z) with x, then one multiply by the scale (the simplest form; the AVX2 kernel instead
+// subtracts z·Σx per 32-byte unit so that it can work on the raw codes).
+void qgemv_row_range(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
   const size_t g = static_cast<size_t>(W.group), ng = W.groups_per_row();
   const size_t bb = static_cast<size_t>(packed_block_bytes(W.bits));
   uint8_t codes[kPackBlockCodes];
@@ -41,6 +42,12 @@ void qgemv_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, flo
   }
 }
 
+}  // namespace
+
+namespace ref {
+void qgemv_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y) {
+  for (size_t m = 0; m < M; ++m) qgemv_row_range(W, x + m * W.in, r0, r1, y + m * W.out);
+}
 }  // namespace ref
 
 namespace {
@@ -110,21 +117,23 @@ void qmatmul_with(const PackedMatrix& W, const float* x, size_t M, const float* 
   check(W);
   if (M == 0) return;
   const LinearKernels& k = linear_kernels(simd);
-  if (M == 1) {
+  if (M <= kQgemvBatchMax) {
     const QGemvRowsFn rows = k.qgemv[W.bits];
-    parallel_for(W.out, std::max<size_t>(1, (1u << 16) / W.in), [&](size_t b, size_t e, int) {
-      rows(W, x, b, e, y);
+    parallel_for(W.out, std::max<size_t>(1, (1u << 16) / (W.in * M)), [&](size_t b, size_t e, int) {
+      rows(W, x, M, b, e, y);
       if (bias)
-        for (size_t r = b; r < e; ++r) y[r] += bias[r];
+        for (size_t m = 0; m < M; ++m)
+          for (size_t r = b; r < e; ++r) y[m * W.out + r] += bias[r];
     });
     return;
   }
   if (M <= kQmatmulSmallBatchMax) {
     const PackedRows ctx{&W, k.dequant[W.bits]};
     const size_t quads = (W.out + 3) / 4;
+    const float* xa = aligned_rows_copy(x, M, W.in);  // x is reused by every row quad
     parallel_for(quads, 1, [&](size_t b, size_t e, int) {
-      batched_rows(&ctx, packed_rows_load, W.in, kSmallBatchChunk, x, M, b * 4, std::min(W.out, e * 4), y, W.out,
-                   simd);
+      batched_rows(&ctx, packed_rows_load, W.in, kSmallBatchChunk, xa, aligned_stride(W.in), M, b * 4,
+                   std::min(W.out, e * 4), y, W.out, simd);
     });
   } else {
     prefill(W, x, M, y, k);

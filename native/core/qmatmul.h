@@ -1,7 +1,8 @@
 // Fused dequant-matmul with packed weights (packed_format.h): y = x · Wᵀ (+ bias).
 // f32 activations, f32 accumulation. The path follows the batch size M:
-//   M == 1       GEMV streaming W once (y_o = Σ_g s_g (dot(q_g, x_g) - z_g Σx_g))
-//   2 <= M <= 32 each block of W is dequantized once into L1 and used for every row of x
+//   M <= 4       fused GEMV streaming W once; each unpacked block of codes is used for every
+//                row of x (y_o = Σ_g s_g (dot(q_g, x_g) − z_g Σx_g))
+//   5 <= M <= 32 each row chunk of W is dequantized once into L1 and used for every row of x
 //   M > 32       prefill: tiles of W are dequantized to f32 and multiplied with sgemm (gemm.h)
 // Threaded over output rows (thread_pool.h).
 #pragma once
@@ -11,6 +12,7 @@
 
 namespace lieq {
 
+constexpr size_t kQgemvBatchMax = 4;  // measured: fused GEMV faster up to 4 rows, dequant + dot4x2 from 6
 constexpr size_t kQmatmulSmallBatchMax = 32;
 
 // x    f32 [M, W.in]

@@ -6,15 +6,18 @@
 // and one FMA with x * 2^-(b*k) add eight products. So the activations are permuted and pre-scaled
 // once per call (O(in)) into the order the words deliver codes in, and the weights cost 3
 // instructions per 8 codes (AND, convert, FMA) with no shuffles. The top field is taken with a
-// shift instead (its AND would set the sign bit). Scales and zero points enter once per group:
-//   y = Σ_g s_g · dot(q_g, x_g) − Σ_g s_g z_g Σx_g.
-// Tried first: nibble AND/shift to bytes, vpmovzxbd, convert, FMA (the natural-order unpack that
-// dequant_w4_blocks uses) — about 4.5 instructions per 8 codes, slower than the above.
+// shift instead (its AND would set the sign bit). Zero points enter once per 32-byte unit and word
+// lane (dot − z·Σx over the lane's codes, one FMA), scales once per group:
+//   y = Σ_g s_g Σ_{u in g} (dot(q_u, x_u) − z_g Σx_u)
+// A single per-row correction z·Σx would be cheaper still, but it cancels against a sum of size
+// z·Σ|x|: rows whose codes nearly all equal the zero point lost ~1e-5 relative accuracy.
+// The natural-order unpack (nibbles to bytes, vpmovzxbd, convert; dequant_w4_blocks) needs about
+// 4.5 instructions per 8 codes instead. Measured in cache on the dev VM (one core): ~18 G
+// weights/s at 4 bits (g128), i.e. ~9 GB/s of packed weights per core.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "convert.h"
 #include "linear_kernels.h"
@@ -79,28 +82,32 @@ struct WordUnit {
     }
   }
 
-  // Eight partial sums of Σ q * x over the unit at q (32 bytes readable).
-  static inline __m256 dot(const uint8_t* q, const float* xp) {
-    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
-    const __m256i lowmask = _mm256_set1_epi32((1 << B) - 1);
-    __m256 a0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, lowmask)), _mm256_loadu_ps(xp));
-    __m256 a1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_slli_epi32(lowmask, B))),
-                              _mm256_loadu_ps(xp + 8));
-#pragma GCC unroll 16
-    for (int k = 2; k < kFields - 1; ++k) {
-      const __m256i mk = _mm256_set1_epi32(((1 << B) - 1) << (B * k));
-      const __m256 c = _mm256_cvtepi32_ps(_mm256_and_si256(v, mk));
-      if (k % 2 == 0)
-        a0 = _mm256_fmadd_ps(c, _mm256_loadu_ps(xp + 8 * k), a0);
-      else
-        a1 = _mm256_fmadd_ps(c, _mm256_loadu_ps(xp + 8 * k), a1);
+  // xs [units * 8]: per unit, the sum of x over the codes each word lane carries.
+  static void lane_sums(const float* x, size_t in, size_t units, float* xs) {
+    const Map& m = kMap;
+    for (size_t u = 0; u < units; ++u) {
+      float* o = xs + u * 8;
+      for (int l = 0; l < 8; ++l) o[l] = 0.0f;
+      for (int t = 0; t < kCodes; ++t) {
+        const size_t c = u * kCodes + static_cast<size_t>(m.src[t]);
+        if (c < in) o[t % 8] += x[c];
+      }
     }
-    const __m256 top = _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 32 - B));
-    if ((kFields - 1) % 2 == 0)
-      a0 = _mm256_fmadd_ps(top, _mm256_loadu_ps(xp + 8 * (kFields - 1)), a0);
-    else
-      a1 = _mm256_fmadd_ps(top, _mm256_loadu_ps(xp + 8 * (kFields - 1)), a1);
-    return _mm256_add_ps(a0, a1);
+  }
+
+  // a[m][c] += partial sums of Σ q * x_m over the unit at q (32 bytes readable), for MT activation
+  // rows (xu[m]: their prepared activations for this unit); field k goes to chain k % C, so that
+  // the FMA latency is hidden. Each field is extracted once and used for every activation row.
+  template <int MT, int C>
+  static inline void accumulate(const uint8_t* q, const float* const (&xu)[MT], __m256 (&a)[MT][C]) {
+    const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+#pragma GCC unroll 16
+    for (int k = 0; k < kFields; ++k) {
+      const __m256 c = k == kFields - 1
+                           ? _mm256_cvtepi32_ps(_mm256_srli_epi32(v, 32 - B))
+                           : _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(((1 << B) - 1) << (B * k))));
+      for (int m = 0; m < MT; ++m) a[m][k % C] = _mm256_fmadd_ps(c, _mm256_loadu_ps(xu[m] + 8 * k), a[m][k % C]);
+    }
   }
 
   // Block (0..kBlocks-1) that word l belongs to.
@@ -150,8 +157,19 @@ struct W3Unit {
     (void)in;
   }
 
-  static inline __m256 dot(const uint8_t* q, const float* xp) {
+  // Lane sums over the low plane's code sets (they cover each code once).
+  static void lane_sums(const float* x, size_t, size_t units, float* xs) {
     const Map& m = kMap;
+    for (size_t u = 0; u < units; ++u) {
+      float* o = xs + u * 8;
+      for (int l = 0; l < 8; ++l) o[l] = 0.0f;
+      for (int t = 0; t < 32; ++t) o[t % 8] += x[u * kCodes + static_cast<size_t>(m.src[t])];
+    }
+  }
+
+  template <int MT, int C>
+  static inline void accumulate(const uint8_t* q, const float* const (&xu)[MT], __m256 (&a)[MT][C]) {
+    const Map& mp = kMap;
     int64_t lo64;
     int32_t hi32;
     std::memcpy(&lo64, q, 8);
@@ -163,145 +181,222 @@ struct W3Unit {
     auto field = [](__m256i v, const uint32_t* mask) {
       return _mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_load_si256(reinterpret_cast<const __m256i*>(mask))));
     };
-    __m256 a0 = _mm256_mul_ps(field(lo, m.lo_mask[0]), _mm256_loadu_ps(xp));
-    __m256 a1 = _mm256_mul_ps(field(hi, m.hi_mask[0]), _mm256_loadu_ps(xp + 32));
-    a0 = _mm256_fmadd_ps(field(lo, m.lo_mask[1]), _mm256_loadu_ps(xp + 8), a0);
-    a1 = _mm256_fmadd_ps(field(hi, m.hi_mask[1]), _mm256_loadu_ps(xp + 40), a1);
-    a0 = _mm256_fmadd_ps(field(lo, m.lo_mask[2]), _mm256_loadu_ps(xp + 16), a0);
-    a1 = _mm256_fmadd_ps(field(hi, m.hi_mask[2]), _mm256_loadu_ps(xp + 48), a1);
-    a0 = _mm256_fmadd_ps(field(lo3, m.lo_mask[3]), _mm256_loadu_ps(xp + 24), a0);
-    a1 = _mm256_fmadd_ps(field(hi3, m.hi_mask[3]), _mm256_loadu_ps(xp + 56), a1);
-    return _mm256_add_ps(a0, a1);
+#pragma GCC unroll 8
+    for (int f = 0; f < 8; ++f) {  // f < 4: low plane vector f; f >= 4: high plane vector f - 4
+      const int j = f % 4;
+      const __m256 c = f < 4 ? field(j == 3 ? lo3 : lo, mp.lo_mask[j]) : field(j == 3 ? hi3 : hi, mp.hi_mask[j]);
+      for (int m = 0; m < MT; ++m) a[m][f % C] = _mm256_fmadd_ps(c, _mm256_loadu_ps(xu[m] + 8 * f), a[m][f % C]);
+    }
   }
   static constexpr int word_block(int) { return 0; }
   static constexpr int kBlocks = 1;
 };
 
+// Software prefetch 4 KiB ahead in the weight stream. Measured on the 2-core EPYC dev VM: 4-bit
+// batch-1 GEMV from memory went from ~1.7-2.0 ms to ~1.1 ms (4096 x 4096, one thread); the
+// hardware prefetcher alone did not keep two interleaved row streams ahead of the kernel.
+// (1 KiB helped less; 8-16 KiB no better.) Prefetching past the end of the buffer is harmless.
+constexpr size_t kPrefetchBytes = 4096;
+inline void prefetch_ahead(const uint8_t* p) {
+  _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
+}
+
 // Per-call scratch of one worker.
 struct GemvScratch {
-  std::vector<float> xp, xsum, scales;
+  AlignedScratch<float> xp, xs, scales;
 };
 
-// f32 scales of row r into s[0..ng) (zero-padded to a multiple of 8, plus 8) and the zero-point
-// correction Σ_g s_g z_g Σx_g.
-float row_scales(const PackedMatrix& W, size_t r, const float* xsum, float* s) {
+// Row r's scales as f32 into s[0..ng), zero points into z[0..ng) and s*z into sz[0..ng); each
+// buffer zero-padded to a multiple of 8, plus 8 (the per-word path loads 8 at a time).
+void row_scales(const PackedMatrix& W, size_t r, float* s, float* z, float* sz) {
   const size_t ng = W.groups_per_row();
   const uint16_t* sh = W.scales + r * ng;
   const uint8_t* zr = W.symmetric ? nullptr : W.zeros + r * ng;
   const __m256 symz = _mm256_set1_ps(static_cast<float>(packed_symmetric_zero(W.bits)));
-  __m256 corr = _mm256_setzero_ps();
   size_t g = 0;
   for (; g + 8 <= ng; g += 8) {
     const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sh + g)));
-    _mm256_storeu_ps(s + g, sv);
     const __m256 zv =
         zr ? _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(zr + g))))
            : symz;
-    corr = _mm256_fmadd_ps(_mm256_mul_ps(sv, zv), _mm256_loadu_ps(xsum + g), corr);
+    _mm256_storeu_ps(s + g, sv);
+    _mm256_storeu_ps(z + g, zv);
+    _mm256_storeu_ps(sz + g, _mm256_mul_ps(sv, zv));  // exact: 11-bit scale x 8-bit integer
   }
-  float c = hsum(corr);
   for (; g < ng; ++g) {
     s[g] = _cvtsh_ss(sh[g]);
-    c += s[g] * static_cast<float>(W.zero(r, g)) * xsum[g];
+    z[g] = static_cast<float>(W.zero(r, g));
+    sz[g] = s[g] * z[g];
   }
   const size_t padded = (ng + 7) / 8 * 8 + 8;
-  for (size_t i = ng; i < padded; ++i) s[i] = 0.0f;
-  return c;
+  for (size_t i = ng; i < padded; ++i) s[i] = z[i] = sz[i] = 0.0f;
 }
 
-// R rows at once (independent FMA chains for the out-of-order core; shared activation loads).
-template <class Unit, int R>
-inline void qgemv_row_block(const PackedMatrix& W, size_t r, const float* xp, const float* xsum, float* sbuf,
-                            size_t s_stride, const __m256i* word_idx, size_t groups_per_unit, float* y) {
+// One step of the GEMV: R weight rows from row r, MT activation rows m0.. (R == 1 when MT > 1).
+// xp/xs hold every activation row's prepared values (stride xp_stride / xs_stride floats).
+// Per unit u and word lane, the kernel adds dot_u − z·xs_u: Σ (q − z)·x over the lane's codes, so
+// the accumulators never carry the large z·Σx that a per-row correction would have to cancel.
+template <class Unit, int R, int MT>
+inline void qgemv_block(const PackedMatrix& W, size_t r, size_t m0, const float* xp, size_t xp_stride, const float* xs,
+                        size_t xs_stride, const float* const* scales, const __m256i* word_idx, size_t groups_per_unit,
+                        float* y, size_t ldy) {
+  constexpr int C = R * MT >= 4 ? 2 : 4;  // chains per (row, activation row): 8 accumulators in all
   const size_t g = static_cast<size_t>(W.group), ng = W.groups_per_row();
+  const size_t s_stride = (ng + 7) / 8 * 8 + 8;
   const size_t nblocks = W.blocks_per_row();
   const size_t units = (nblocks + Unit::kBlocks - 1) / Unit::kBlocks;
   const size_t full_units = nblocks / Unit::kBlocks;
   const size_t tail_bytes = (nblocks - full_units * Unit::kBlocks) * static_cast<size_t>(packed_block_bytes(W.bits));
   const uint8_t* q[R];
-  const float* s[R];
-  float corr[R];
-  alignas(32) uint8_t tail[R][32];
+  const float *s[R], *z[R], *sz[R];
+  alignas(32) uint8_t tail[R][32] = {};
   for (int i = 0; i < R; ++i) {
     q[i] = W.qweight + (r + i) * W.row_bytes();
-    float* si = sbuf + i * s_stride;
-    corr[i] = row_scales(W, r + i, xsum, si);
-    s[i] = si;
-    if (tail_bytes) {  // a partial last unit: copy it so that the 32-byte load stays in bounds
-      std::memset(tail[i], 0, 32);
-      std::memcpy(tail[i], q[i] + full_units * Unit::kBytes, tail_bytes);
-    }
+    s[i] = scales[i];
+    z[i] = scales[i] + s_stride;
+    sz[i] = scales[i] + 2 * s_stride;
+    if (tail_bytes) std::memcpy(tail[i], q[i] + full_units * Unit::kBytes, tail_bytes);  // keep loads in bounds
   }
-  auto unit = [&](int i, size_t u) -> const uint8_t* { return u < full_units ? q[i] + u * Unit::kBytes : tail[i]; };
-  __m256 total[R];
-  for (int i = 0; i < R; ++i) total[i] = _mm256_setzero_ps();
+  const float* xpm[MT];
+  const float* xsm[MT];
+  for (int m = 0; m < MT; ++m) {
+    xpm[m] = xp + (m0 + m) * xp_stride;
+    xsm[m] = xs + (m0 + m) * xs_stride;
+  }
+  auto unit_x = [&](size_t u, const float* (&xu)[MT]) {
+    for (int m = 0; m < MT; ++m) xu[m] = xpm[m] + u * Unit::kXp;
+  };
+  __m256 total[R][MT];
+  for (int i = 0; i < R; ++i)
+    for (int m = 0; m < MT; ++m) total[i][m] = _mm256_setzero_ps();
+  auto sum_chains = [](const __m256 (&a)[C]) {
+    __m256 t = a[0];
+    for (int c = 1; c < C; ++c) t = _mm256_add_ps(t, a[c]);
+    return t;
+  };
+
   if (word_idx) {
     // A unit wider than a group (b = 4 with g = 32; b = 2 with g = 32 or 64): one scale per word,
-    // 8 loaded scales permuted with a fixed index pattern per unit position.
+    // 8 loaded scales permuted with a fixed index pattern per unit position (8/gpu units share them).
+    const size_t per8_shift = groups_per_unit == 2 ? 2 : 1;  // log2(8 / groups_per_unit)
     for (size_t u = 0; u < units; ++u) {
-      const size_t g0 = u * groups_per_unit;
-      const __m256i idx = word_idx[(g0 % 8) / groups_per_unit];
-      const float* xu = xp + u * Unit::kXp;
+      const size_t base = (u >> per8_shift) << 3;
+      const __m256i idx = word_idx[u & ((size_t{1} << per8_shift) - 1)];
+      const float* xu[MT];
+      unit_x(u, xu);
       for (int i = 0; i < R; ++i) {
-        const __m256 sv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(s[i] + (g0 & ~size_t{7})), idx);
-        total[i] = _mm256_fmadd_ps(Unit::dot(unit(i, u), xu), sv, total[i]);
+        const uint8_t* src = u < full_units ? q[i] + u * Unit::kBytes : tail[i];
+        prefetch_ahead(src);
+        __m256 a[MT][C];
+        for (int m = 0; m < MT; ++m)
+          for (int c = 0; c < C; ++c) a[m][c] = _mm256_setzero_ps();
+        Unit::template accumulate<MT, C>(src, xu, a);
+        const __m256 sv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(s[i] + base), idx);
+        const __m256 szv = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sz[i] + base), idx);
+        for (int m = 0; m < MT; ++m)
+          total[i][m] = _mm256_fnmadd_ps(szv, _mm256_loadu_ps(xsm[m] + u * 8),
+                                         _mm256_fmadd_ps(sum_chains(a[m]), sv, total[i][m]));
       }
     }
   } else {
     const size_t units_per_group = g / Unit::kCodes;
     for (size_t gi = 0; gi < ng; ++gi) {
       const size_t u0 = gi * units_per_group, u1 = gi + 1 == ng ? units : u0 + units_per_group;
-      __m256 acc[R];
-      for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
+      __m256 acc[R][MT][C];
+      for (int i = 0; i < R; ++i)
+        for (int m = 0; m < MT; ++m)
+          for (int c = 0; c < C; ++c) acc[i][m][c] = _mm256_setzero_ps();
       for (size_t u = u0; u < u1; ++u) {
-        const float* xu = xp + u * Unit::kXp;
-        for (int i = 0; i < R; ++i) acc[i] = _mm256_add_ps(acc[i], Unit::dot(unit(i, u), xu));
+        const float* xu[MT];
+        unit_x(u, xu);
+        for (int i = 0; i < R; ++i) {
+          const uint8_t* src = u < full_units ? q[i] + u * Unit::kBytes : tail[i];
+          prefetch_ahead(src);
+          Unit::template accumulate<MT, C>(src, xu, acc[i]);
+          const __m256 zv = _mm256_set1_ps(z[i][gi]);
+          for (int m = 0; m < MT; ++m)
+            acc[i][m][0] = _mm256_fnmadd_ps(zv, _mm256_loadu_ps(xsm[m] + u * 8), acc[i][m][0]);
+        }
       }
-      for (int i = 0; i < R; ++i) total[i] = _mm256_fmadd_ps(acc[i], _mm256_set1_ps(s[i][gi]), total[i]);
+      for (int i = 0; i < R; ++i) {
+        const __m256 sv = _mm256_set1_ps(s[i][gi]);
+        for (int m = 0; m < MT; ++m) total[i][m] = _mm256_fmadd_ps(sum_chains(acc[i][m]), sv, total[i][m]);
+      }
     }
   }
-  for (int i = 0; i < R; ++i) y[r + i] = hsum(total[i]) - corr[i];
+  for (int i = 0; i < R; ++i)
+    for (int m = 0; m < MT; ++m) y[(m0 + m) * ldy + r + i] = hsum(total[i][m]);
 }
 
-constexpr int kGemvRows = 2;  // rows per step
+constexpr size_t kGemvTile = 4;  // activation rows per pass over a weight row
 
 template <class Unit>
-void qgemv_rows_t(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
+void qgemv_rows_t(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y) {
   const size_t in = W.in, g = static_cast<size_t>(W.group), ng = W.groups_per_row();
   const size_t units = (W.blocks_per_row() + Unit::kBlocks - 1) / Unit::kBlocks;
   const size_t s_stride = (ng + 7) / 8 * 8 + 8;
+  const size_t xp_stride = aligned_stride(units * Unit::kXp), xs_stride = aligned_stride(units * 8);
 
   thread_local GemvScratch sc;
-  sc.xp.resize(units * Unit::kXp);
-  sc.xsum.assign(ng, 0.0f);
-  sc.scales.resize(kGemvRows * s_stride);
-  Unit::prepare(x, in, units, sc.xp.data());
-  for (size_t gi = 0; gi < ng; ++gi) {
-    const float* xg = x + gi * g;
-    __m256 a = _mm256_setzero_ps();
-    for (size_t k = 0; k < g; k += 8) a = _mm256_add_ps(a, _mm256_loadu_ps(xg + k));
-    sc.xsum[gi] = hsum(a);
+  float* xp = sc.xp.get(M * xp_stride);
+  float* xs = sc.xs.get(M * xs_stride);
+  float* sbuf = sc.scales.get(2 * 3 * s_stride);
+  for (size_t m = 0; m < M; ++m) {
+    Unit::prepare(x + m * in, in, units, xp + m * xp_stride);
+    Unit::lane_sums(x + m * in, in, units, xs + m * xs_stride);
   }
 
   const bool per_word = g < static_cast<size_t>(Unit::kCodes);
-  const size_t groups_per_unit = per_word ? Unit::kCodes / g : 1;
+  const size_t gpu = per_word ? Unit::kCodes / g : 1;
   __m256i word_idx[8];
   if (per_word) {
-    for (size_t t = 0; t < 8 / groups_per_unit; ++t) {
+    for (size_t t = 0; t < 8 / gpu; ++t) {
       alignas(32) int32_t idx[8];
       for (int l = 0; l < 8; ++l)
-        idx[l] = static_cast<int32_t>(t * groups_per_unit + static_cast<size_t>(Unit::word_block(l)) * 32 / g);
+        idx[l] = static_cast<int32_t>(t * gpu + static_cast<size_t>(Unit::word_block(l)) * 32 / g);
       word_idx[t] = _mm256_load_si256(reinterpret_cast<const __m256i*>(idx));
     }
   }
   const __m256i* wi = per_word ? word_idx : nullptr;
+  const float* sc2[2] = {sbuf, sbuf + 3 * s_stride};
+  const size_t ldy = W.out;
   size_t r = r0;
-  for (; r + kGemvRows <= r1; r += kGemvRows)
-    qgemv_row_block<Unit, kGemvRows>(W, r, sc.xp.data(), sc.xsum.data(), sc.scales.data(), s_stride, wi,
-                                     groups_per_unit, y);
-  for (; r < r1; ++r)
-    qgemv_row_block<Unit, 1>(W, r, sc.xp.data(), sc.xsum.data(), sc.scales.data(), s_stride, wi, groups_per_unit, y);
+  if (M == 1) {  // two weight rows per step: independent chains, shared activation loads
+    for (; r + 2 <= r1; r += 2) {
+      row_scales(W, r, sbuf, sbuf + s_stride, sbuf + 2 * s_stride);
+      row_scales(W, r + 1, sbuf + 3 * s_stride, sbuf + 4 * s_stride, sbuf + 5 * s_stride);
+      qgemv_block<Unit, 2, 1>(W, r, 0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy);
+    }
+  }
+  for (; r < r1; ++r) {  // one weight row, all activation rows in tiles of up to 4 (the row stays in L1)
+    row_scales(W, r, sbuf, sbuf + s_stride, sbuf + 2 * s_stride);
+    for (size_t m0 = 0; m0 < M; m0 += kGemvTile) {
+      switch (std::min(kGemvTile, M - m0)) {
+        case 1: qgemv_block<Unit, 1, 1>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
+        case 2: qgemv_block<Unit, 1, 2>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
+        case 3: qgemv_block<Unit, 1, 3>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
+        default: qgemv_block<Unit, 1, 4>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
+      }
+    }
+  }
 }
+
+}  // namespace
+
+void qgemv_w2_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y) {
+  qgemv_rows_t<WordUnit<2>>(W, x, M, r0, r1, y);
+}
+void qgemv_w3_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y) {
+  qgemv_rows_t<W3Unit>(W, x, M, r0, r1, y);
+}
+void qgemv_w4_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y) {
+  qgemv_rows_t<WordUnit<4>>(W, x, M, r0, r1, y);
+}
+void qgemv_w8_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y) {
+  qgemv_rows_t<WordUnit<8>>(W, x, M, r0, r1, y);
+}
+
+namespace {
 
 // ---- natural-order dequantization of blocks ---------------------------------------------
 
@@ -310,13 +405,21 @@ inline void store_dequant(__m256i codes, __m256 scale, __m256 neg_sz, float* dst
   _mm256_storeu_ps(dst, _mm256_fmadd_ps(_mm256_cvtepi32_ps(codes), scale, neg_sz));
 }
 
-struct BlockScale {
-  __m256 s, neg_sz;
-};
-inline BlockScale block_scale(const PackedMatrix& W, size_t row, size_t b) {
-  const size_t g = b * kPackBlockCodes / static_cast<size_t>(W.group);
-  const float s = _cvtsh_ss(W.scales[row * W.groups_per_row() + g]);
-  return {_mm256_set1_ps(s), _mm256_set1_ps(-s * static_cast<float>(W.zero(row, g)))};
+// Calls block(src, scale, -scale*zero, dst) for blocks [b0, b0+nb) of row `row`, 32 floats each;
+// the scale and zero point are converted once per group (a division and an fp16 conversion per
+// block cost as much as the unpacking).
+template <class BlockFn>
+inline void for_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst, BlockFn block) {
+  const size_t bb = static_cast<size_t>(packed_block_bytes(W.bits));
+  const size_t blocks_per_group = static_cast<size_t>(W.group) / kPackBlockCodes;
+  const uint8_t* q = W.qweight + row * W.row_bytes() + b0 * bb;
+  size_t g = b0 / blocks_per_group, left = blocks_per_group - b0 % blocks_per_group;
+  for (size_t b = 0; b < nb; ++g) {
+    const float sc = _cvtsh_ss(W.scales[row * W.groups_per_row() + g]);
+    const __m256 s = _mm256_set1_ps(sc), neg_sz = _mm256_set1_ps(-sc * static_cast<float>(W.zero(row, g)));
+    for (const size_t end = std::min(nb, b + left); b < end; ++b, q += bb, dst += kPackBlockCodes) block(q, s, neg_sz, dst);
+    left = blocks_per_group;
+  }
 }
 
 // Codes 8j..8j+7 of a 2-bit block (byte i holds c[i + 8j] at bits 2j..2j+1) as 32-bit integers.
@@ -327,66 +430,45 @@ inline __m256i crumbs(__m128i v8, int j) {
 
 }  // namespace
 
-void qgemv_w2_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
-  qgemv_rows_t<WordUnit<2>>(W, x, r0, r1, y);
-}
-void qgemv_w3_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
-  qgemv_rows_t<W3Unit>(W, x, r0, r1, y);
-}
-void qgemv_w4_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
-  qgemv_rows_t<WordUnit<4>>(W, x, r0, r1, y);
-}
-void qgemv_w8_rows(const PackedMatrix& W, const float* x, size_t r0, size_t r1, float* y) {
-  qgemv_rows_t<WordUnit<8>>(W, x, r0, r1, y);
-}
-
 void dequant_w2_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst) {
-  const uint8_t* q = W.qweight + row * W.row_bytes() + b0 * 8;
-  for (size_t b = 0; b < nb; ++b, q += 8, dst += 32) {
-    const BlockScale bs = block_scale(W, row, b0 + b);
+  for_blocks(W, row, b0, nb, dst, [](const uint8_t* q, __m256 s, __m256 neg_sz, float* d) {
     const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q));
-    for (int j = 0; j < 4; ++j) store_dequant(crumbs(v, j), bs.s, bs.neg_sz, dst + 8 * j);
-  }
+    for (int j = 0; j < 4; ++j) store_dequant(crumbs(v, j), s, neg_sz, d + 8 * j);
+  });
 }
 
 void dequant_w3_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst) {
-  const uint8_t* q = W.qweight + row * W.row_bytes() + b0 * 12;
   const __m256i bit_shift = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256i one = _mm256_set1_epi32(1);
-  for (size_t b = 0; b < nb; ++b, q += 12, dst += 32) {
-    const BlockScale bs = block_scale(W, row, b0 + b);
+  for_blocks(W, row, b0, nb, dst, [&](const uint8_t* q, __m256 s, __m256 neg_sz, float* d) {
     const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q));
     int32_t high;
     std::memcpy(&high, q + 8, 4);
     for (int j = 0; j < 4; ++j) {
       const __m256i h = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(high >> (8 * j)), bit_shift), one);
-      store_dequant(_mm256_or_si256(crumbs(v, j), _mm256_slli_epi32(h, 2)), bs.s, bs.neg_sz, dst + 8 * j);
+      store_dequant(_mm256_or_si256(crumbs(v, j), _mm256_slli_epi32(h, 2)), s, neg_sz, d + 8 * j);
     }
-  }
+  });
 }
 
 void dequant_w4_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst) {
-  const uint8_t* q = W.qweight + row * W.row_bytes() + b0 * 16;
   const __m128i low4 = _mm_set1_epi8(15);
-  for (size_t b = 0; b < nb; ++b, q += 16, dst += 32) {
-    const BlockScale bs = block_scale(W, row, b0 + b);
+  for_blocks(W, row, b0, nb, dst, [&](const uint8_t* q, __m256 s, __m256 neg_sz, float* d) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
     const __m128i lo = _mm_and_si128(v, low4), hi = _mm_and_si128(_mm_srli_epi16(v, 4), low4);
-    store_dequant(_mm256_cvtepu8_epi32(lo), bs.s, bs.neg_sz, dst);
-    store_dequant(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)), bs.s, bs.neg_sz, dst + 8);
-    store_dequant(_mm256_cvtepu8_epi32(hi), bs.s, bs.neg_sz, dst + 16);
-    store_dequant(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)), bs.s, bs.neg_sz, dst + 24);
-  }
+    store_dequant(_mm256_cvtepu8_epi32(lo), s, neg_sz, d);
+    store_dequant(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)), s, neg_sz, d + 8);
+    store_dequant(_mm256_cvtepu8_epi32(hi), s, neg_sz, d + 16);
+    store_dequant(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)), s, neg_sz, d + 24);
+  });
 }
 
 void dequant_w8_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst) {
-  const uint8_t* q = W.qweight + row * W.row_bytes() + b0 * 32;
-  for (size_t b = 0; b < nb; ++b, q += 32, dst += 32) {
-    const BlockScale bs = block_scale(W, row, b0 + b);
+  for_blocks(W, row, b0, nb, dst, [](const uint8_t* q, __m256 s, __m256 neg_sz, float* d) {
     for (int j = 0; j < 4; ++j)
-      store_dequant(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * j))), bs.s,
-                    bs.neg_sz, dst + 8 * j);
-  }
+      store_dequant(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + 8 * j))), s, neg_sz,
+                    d + 8 * j);
+  });
 }
 
 }  // namespace lieq::avx2

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <stdexcept>
 #include <vector>
 
@@ -46,20 +49,48 @@ GroupFit fit_range(float lo, float hi, int bits, bool symmetric) {
   return {h, sf, z};
 }
 
-// Code of w under fit f (round to nearest level, clamp to [0, maxq]).
-inline float code_of(float w, float inv, float z, float maxq) {
-  float a = w * inv;
-  a = std::min(std::max(a, -z - 1.0f), maxq - z + 1.0f);  // keeps round_half_even in range
-  const float q = round_half_even(a) + z;
-  return std::min(std::max(q, 0.0f), maxq);
+// Branch-free clamp by value (std::min/max return references, which kept the loops scalar).
+inline float clampf(float v, float lo, float hi) {
+  v = v < lo ? lo : v;
+  return v > hi ? hi : v;
 }
 
-// Sum of squared errors of group w[n] under f. Eight independent partial sums in a fixed order:
-// deterministic, and the compiler can vectorise it.
+// Code of w under fit f (round to nearest level, clamp to [0, maxq]).
+inline float code_of(float w, float inv, float z, float maxq) {
+  const float a = clampf(w * inv, -z - 1.0f, maxq - z + 1.0f);  // keeps round_half_even in range
+  return clampf(round_half_even(a) + z, 0.0f, maxq);
+}
+
+// Sum of squared errors of group w[n] under f, in eight partial sums acc[i % 8] combined in a
+// fixed order: deterministic. The SSE2 path (every x86-64 CPU) does exactly the same IEEE
+// operations in the same order as the scalar one, four lanes at a time, so both give the same bits.
 float group_sse(const float* w, size_t n, const GroupFit& f, float maxq) {
   const float inv = 1.0f / f.scale;
   float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   size_t i = 0;
+#if defined(__SSE2__)
+  {
+    const __m128 vinv = _mm_set1_ps(inv), vz = _mm_set1_ps(f.zero), vs = _mm_set1_ps(f.scale);
+    const __m128 lo_a = _mm_set1_ps(-f.zero - 1.0f), hi_a = _mm_set1_ps(maxq - f.zero + 1.0f);
+    const __m128 zero = _mm_setzero_ps(), vmaxq = _mm_set1_ps(maxq), magic = _mm_set1_ps(12582912.0f);
+    __m128 a0 = zero, a1 = zero;
+    auto lane4 = [&](const float* p) {
+      const __m128 x = _mm_loadu_ps(p);
+      __m128 a = _mm_max_ps(lo_a, _mm_mul_ps(x, vinv));  // clampf: max(lo, v) then min(hi, v)
+      a = _mm_min_ps(hi_a, a);
+      __m128 q = _mm_add_ps(_mm_sub_ps(_mm_add_ps(a, magic), magic), vz);
+      q = _mm_min_ps(vmaxq, _mm_max_ps(zero, q));
+      const __m128 d = _mm_sub_ps(_mm_mul_ps(vs, _mm_sub_ps(q, vz)), x);
+      return _mm_mul_ps(d, d);
+    };
+    for (; i + 8 <= n; i += 8) {
+      a0 = _mm_add_ps(a0, lane4(w + i));
+      a1 = _mm_add_ps(a1, lane4(w + i + 4));
+    }
+    _mm_storeu_ps(acc, a0);
+    _mm_storeu_ps(acc + 4, a1);
+  }
+#endif
   for (; i + 8 <= n; i += 8)
     for (int l = 0; l < 8; ++l) {
       const float d = f.scale * (code_of(w[i + l], inv, f.zero, maxq) - f.zero) - w[i + l];

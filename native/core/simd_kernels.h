@@ -9,6 +9,7 @@ namespace lieq::avx2 {
 
 void f16_to_f32(const uint8_t* src, float* dst, size_t n);
 void bf16_to_f32(const uint8_t* src, float* dst, size_t n);
+// packed-weight GEMV/dequantize and the f32/fp16 GEMV baselines: declared in linear_kernels.h
 // gemm_avx2.cpp (portable twins and packed layouts in gemm.cpp)
 void sgemm_tile_6x16(int kc, const float* a, const float* b, float* c, size_t ldc, int mr, int nr, float alpha, float beta);
 void dgemm_tile_6x8(int kc, const double* a, const double* b, double* c, size_t ldc, int mr, int nr, double alpha, double beta);

@@ -152,6 +152,25 @@ export function matmulRef(
 }
 
 /**
+ * Σ_k |x_k| · s_g · z_g per output: the size of the zero-point term z·Σx that a fused kernel
+ * computing s·(Σ q·x − z·Σx) subtracts (its f32 rounding error scales with this, not with |y|).
+ */
+export function zeroTermMagnitude(l: RefLayer, x: ArrayLike<number>, batch: number): Float64Array {
+  const ng = l.inFeatures / l.groupSize;
+  const out = new Float64Array(batch * l.outFeatures);
+  for (let m = 0; m < batch; m++)
+    for (let o = 0; o < l.outFeatures; o++) {
+      let a = 0;
+      for (let k = 0; k < l.inFeatures; k++) {
+        const g = Math.floor(k / l.groupSize);
+        a += Math.abs(x[m * l.inFeatures + k]) * f16ToNumber(l.scales[o * ng + g]) * zeroOf(l, o, g);
+      }
+      out[m * l.outFeatures + o] = a;
+    }
+  return out;
+}
+
+/**
  * Error of y against the float64 reference, relative to the size of each dot product
  * (max_i |y_i − ref_i| / Σ_k |x_k w_ik|: what floating-point summation bounds), and the
  * norm-wise relative error ‖y − ref‖ / ‖ref‖.
