@@ -251,7 +251,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const job of jobs) {
     process.stderr.write(`bench runtime: ${job.model} ${job.bits}...\n`);
-    const r = spawnSync(process.execPath, [fileURLToPath(import.meta.url), '--child', JSON.stringify(job)], { encoding: 'utf8', env: process.env });
+    const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--child', JSON.stringify(job)], { encoding: 'utf8', env: process.env });
     if (r.status !== 0) throw new Error(`child for ${job.model} ${job.bits} failed:\n${r.stderr}`);
     rows.push(JSON.parse(r.stdout.trim().split('\n').pop()!) as Row);
   }
