@@ -9,6 +9,6 @@ export default defineConfig({
     // 2-core CI machines: two forks, each kernel call uses the native thread pool.
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default'],
+    reporters: ['default', './test/summary-reporter.ts'],
   },
 });
