@@ -223,7 +223,7 @@ export async function analyzeModel(modelDir: string, o: AnalyzeOptions = {}): Pr
     const pdTotal = o.pd ? L + 1 : 0;
     const total = L + pdTotal;
     let done = analysis.layers.length;
-    o.onProgress?.({ stage: 'layers', done, total });
+    o.onProgress?.({ stage: `layer ${done}/${L}`, done, total });
 
     // Walk both models through the layers already analysed (resume), then analyse the rest.
     const step = async (model: RuntimeModel, l: number, hs: Float32Array[], capture: boolean) => {
@@ -263,7 +263,7 @@ export async function analyzeModel(modelDir: string, o: AnalyzeOptions = {}): Pr
       };
       analysis.layers.push(m);
       save();
-      o.onProgress?.({ stage: 'layers', done: ++done, total });
+      o.onProgress?.({ stage: `layer ${l + 1}/${L} analysed`, done: ++done, total });
     }
     hsTrained = [];
     hsRef = [];
