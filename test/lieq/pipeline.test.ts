@@ -162,3 +162,26 @@ describe('lieq quantize (the README main job)', () => {
     expect(again.stderr).toMatch(/already exists/);
   });
 });
+
+describe('lieq analyze -> allocate -> quantize --plan (CLI)', () => {
+  it('the three commands chain through their files; an unreachable budget exits 2 with the feasible range', () => {
+    const env = { LIEQ_CACHE_DIR: join(dir, 'chain-cache') };
+    const analysis = join(dir, 'chain-analysis.json');
+    const a = lieq(['analyze', 'stories260K', '--calib', 'tinystories', '--samples', '2', '--seqlen', '64', '-o', analysis, '--json'], env);
+    expect(a.code, a.stderr).toBe(0);
+    expect(JSON.parse(a.stdout).layers).toHaveLength(5);
+    const plan = join(dir, 'chain-plan.json');
+    const p = lieq(['allocate', analysis, '--bits', '2.8', '--method', 'exact', '-o', plan, '--json']);
+    expect(p.code, p.stderr).toBe(0);
+    const j = JSON.parse(p.stdout);
+    expect(j.accounting.nominalBits).toBeLessThanOrEqual(2.8 + 1e-12);
+    expect(j.plan.layers.filter((l: { bits: number }) => l.bits === 4)).toHaveLength(2);
+    const bad = lieq(['allocate', analysis, '--bits', '4.5']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/feasible nominal range is \[2, 4\]/);
+    const out = join(dir, 'chain-out');
+    const q = lieq(['quantize', 'stories260K', '--plan', plan, '--out', out, '--json']);
+    expect(q.code, q.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, 'plan.json'), 'utf8'))).toEqual(j.plan);
+  });
+});
