@@ -6,9 +6,11 @@
 // and one FMA with x * 2^-(b*k) add eight products. So the activations are permuted and pre-scaled
 // once per call (O(in)) into the order the words deliver codes in, and the weights cost 3
 // instructions per 8 codes (AND, convert, FMA) with no shuffles. The top field is taken with a
-// shift instead (its AND would set the sign bit). Zero points enter once per 32-byte unit and word
-// lane (dot − z·Σx over the lane's codes, one FMA), scales once per group:
-//   y = Σ_g s_g Σ_{u in g} (dot(q_u, x_u) − z_g Σx_u)
+// shift instead (its AND would set the sign bit). Zero points and scales enter once per group
+// (groups of up to 128 codes) and word lane, with the lane sums of x per group prepared with x:
+//   y = Σ_g (s_g · dot(q_g, x_g) − s_g z_g · Σx_g)
+// Wider groups (per-channel) and the per-word path (a unit wider than a group) keep the zero point
+// per 32-byte unit: y = Σ_g s_g Σ_{u in g} (dot(q_u, x_u) − z_g Σx_u).
 // A single per-row correction z·Σx would be cheaper still, but it cancels against a sum of size
 // z·Σ|x|: rows whose codes nearly all equal the zero point lost ~1e-5 relative accuracy.
 // The natural-order unpack (nibbles to bytes, vpmovzxbd, convert; dequant_w4_blocks) needs about
@@ -18,6 +20,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "convert.h"
 #include "linear_kernels.h"
@@ -95,6 +98,40 @@ struct WordUnit {
     }
   }
 
+  // Both of the above; the 4-bit layout is vectorised (per 64 codes two 4x4 transposes of
+  // 128-bit rows give the eight field vectors), other widths and a partial last unit are scalar.
+  static void prepare_all(const float* x, size_t in, size_t units, float* xp, float* xs) {
+    size_t done = 0;
+    if constexpr (B == 4) {
+      const size_t full = std::min(units, in / kCodes);
+      for (size_t u = 0; u < full; ++u) {
+        const float* b = x + u * kCodes;
+        float* o = xp + u * kXp;
+        __m256 sum = _mm256_setzero_ps();
+        for (int h = 0; h < 2; ++h) {  // h: codes 0..15 / 16..31 of each block (even / odd fields)
+          const float* bh = b + 16 * h;
+          __m256 r[4];
+          for (int j = 0; j < 4; ++j) r[j] = _mm256_loadu2_m128(bh + 32 + 4 * j, bh + 4 * j);
+          const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+          const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+          const __m256 c[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                               _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+          for (int j = 0; j < 4; ++j) {
+            const int k = 2 * j + h;
+            _mm256_storeu_ps(o + 8 * k, _mm256_mul_ps(c[j], _mm256_set1_ps(kMap.mul[8 * k])));
+            sum = _mm256_add_ps(sum, c[j]);
+          }
+        }
+        _mm256_storeu_ps(xs + u * 8, sum);
+      }
+      done = full;
+    }
+    if (done < units) {
+      prepare(x + done * kCodes, in - done * kCodes, units - done, xp + done * kXp);
+      lane_sums(x + done * kCodes, in - done * kCodes, units - done, xs + done * 8);
+    }
+  }
+
   // a[m][c] += partial sums of Σ q * x_m over the unit at q (32 bytes readable), for MT activation
   // rows (xu[m]: their prepared activations for this unit); field k goes to chain k % C, so that
   // the FMA latency is hidden. Each field is extracted once and used for every activation row.
@@ -167,6 +204,11 @@ struct W3Unit {
     }
   }
 
+  static void prepare_all(const float* x, size_t in, size_t units, float* xp, float* xs) {
+    prepare(x, in, units, xp);
+    lane_sums(x, in, units, xs);
+  }
+
   template <int MT, int C>
   static inline void accumulate(const uint8_t* q, const float* const (&xu)[MT], __m256 (&a)[MT][C]) {
     const Map& mp = kMap;
@@ -201,9 +243,11 @@ inline void prefetch_ahead(const uint8_t* p) {
   _mm_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T0);
 }
 
+constexpr size_t kGroupZMax = 128;  // widest group whose zero point is applied once per group
+
 // Per-call scratch of one worker.
 struct GemvScratch {
-  AlignedScratch<float> xp, xs, scales;
+  AlignedScratch<float> xp, xs, xg, scales;
 };
 
 // Row r's scales as f32 into s[0..ng), zero points into z[0..ng) and s*z into sz[0..ng); each
@@ -249,10 +293,15 @@ inline void qgemv_block(const PackedMatrix& W, size_t r, size_t m0, const float*
   const size_t tail_bytes = (nblocks - full_units * Unit::kBlocks) * static_cast<size_t>(packed_block_bytes(W.bits));
   const uint8_t* q[R];
   const float *s[R], *z[R], *sz[R];
+  // Zero points: with groups of up to 128 codes, xs holds per-group lane sums and z·Σx is taken
+  // once per group (s·(dot − z·Σx)); with wider groups (per-channel) once per unit, so that the
+  // accumulators never carry a z·Σx much larger than the group of 128 codes would.
+  const bool group_z = g <= kGroupZMax;
   alignas(32) uint8_t tail[R][32] = {};
   for (int i = 0; i < R; ++i) {
     q[i] = W.qweight + (r + i) * W.row_bytes();
     s[i] = scales[i];
+
     z[i] = scales[i] + s_stride;
     sz[i] = scales[i] + 2 * s_stride;
     if (tail_bytes) std::memcpy(tail[i], q[i] + full_units * Unit::kBytes, tail_bytes);  // keep loads in bounds
@@ -300,6 +349,9 @@ inline void qgemv_block(const PackedMatrix& W, size_t r, size_t m0, const float*
     }
   } else {
     const size_t units_per_group = g / Unit::kCodes;
+    // Two instantiations of the loop (a run-time test inside it costs ~30% in cache).
+    auto groups = [&](auto gz) {
+    constexpr bool kGroupZ = decltype(gz)::value;
     for (size_t gi = 0; gi < ng; ++gi) {
       const size_t u0 = gi * units_per_group, u1 = gi + 1 == ng ? units : u0 + units_per_group;
       __m256 acc[R][MT][C];
@@ -313,16 +365,26 @@ inline void qgemv_block(const PackedMatrix& W, size_t r, size_t m0, const float*
           const uint8_t* src = u < full_units ? q[i] + u * Unit::kBytes : tail[i];
           prefetch_ahead(src);
           Unit::template accumulate<MT, C>(src, xu, acc[i]);
-          const __m256 zv = _mm256_set1_ps(z[i][gi]);
-          for (int m = 0; m < MT; ++m)
-            acc[i][m][0] = _mm256_fnmadd_ps(zv, _mm256_loadu_ps(xsm[m] + u * 8), acc[i][m][0]);
+          if constexpr (!kGroupZ) {
+            const __m256 zv = _mm256_set1_ps(z[i][gi]);
+            for (int m = 0; m < MT; ++m)
+              acc[i][m][0] = _mm256_fnmadd_ps(zv, _mm256_loadu_ps(xsm[m] + u * 8), acc[i][m][0]);
+          }
         }
       }
       for (int i = 0; i < R; ++i) {
-        const __m256 sv = _mm256_set1_ps(s[i][gi]);
-        for (int m = 0; m < MT; ++m) total[i][m] = _mm256_fmadd_ps(sum_chains(acc[i][m]), sv, total[i][m]);
+        const __m256 sv = _mm256_set1_ps(s[i][gi]), szv = _mm256_set1_ps(sz[i][gi]);
+        for (int m = 0; m < MT; ++m) {
+          total[i][m] = _mm256_fmadd_ps(sum_chains(acc[i][m]), sv, total[i][m]);
+          if constexpr (kGroupZ) total[i][m] = _mm256_fnmadd_ps(szv, _mm256_loadu_ps(xsm[m] + gi * 8), total[i][m]);
+        }
       }
     }
+    };
+    if (group_z)
+      groups(std::true_type{});
+    else
+      groups(std::false_type{});
   }
   for (int i = 0; i < R; ++i)
     for (int m = 0; m < MT; ++m) y[(m0 + m) * ldy + r + i] = hsum(total[i][m]);
@@ -335,19 +397,30 @@ void qgemv_rows_t(const PackedMatrix& W, const float* x, size_t M, size_t r0, si
   const size_t in = W.in, g = static_cast<size_t>(W.group), ng = W.groups_per_row();
   const size_t units = (W.blocks_per_row() + Unit::kBlocks - 1) / Unit::kBlocks;
   const size_t s_stride = (ng + 7) / 8 * 8 + 8;
-  const size_t xp_stride = aligned_stride(units * Unit::kXp), xs_stride = aligned_stride(units * 8);
+  const size_t xp_stride = aligned_stride(units * Unit::kXp), xs_stride0 = aligned_stride(units * 8);
+  size_t xs_stride_v = xs_stride0;
 
   thread_local GemvScratch sc;
   float* xp = sc.xp.get(M * xp_stride);
-  float* xs = sc.xs.get(M * xs_stride);
+  float* xs = sc.xs.get(M * xs_stride0);
   float* sbuf = sc.scales.get(2 * 3 * s_stride);
-  for (size_t m = 0; m < M; ++m) {
-    Unit::prepare(x + m * in, in, units, xp + m * xp_stride);
-    Unit::lane_sums(x + m * in, in, units, xs + m * xs_stride);
-  }
+  for (size_t m = 0; m < M; ++m) Unit::prepare_all(x + m * in, in, units, xp + m * xp_stride, xs + m * xs_stride0);
 
   const bool per_word = g < static_cast<size_t>(Unit::kCodes);
   const size_t gpu = per_word ? Unit::kCodes / g : 1;
+  if (!per_word && g <= kGroupZMax) {  // z·Σx once per group: sum the unit lane sums per group
+    const size_t upg = g / Unit::kCodes, xg_stride = aligned_stride(ng * 8);
+    float* xg = sc.xg.get(M * xg_stride);
+    for (size_t m = 0; m < M; ++m)
+      for (size_t gi = 0; gi < ng; ++gi) {
+        const size_t u0 = gi * upg, u1 = gi + 1 == ng ? units : u0 + upg;
+        __m256 t = _mm256_setzero_ps();
+        for (size_t u = u0; u < u1; ++u) t = _mm256_add_ps(t, _mm256_loadu_ps(xs + m * xs_stride0 + u * 8));
+        _mm256_storeu_ps(xg + m * xg_stride + gi * 8, t);
+      }
+    xs = xg;
+    xs_stride_v = xg_stride;
+  }
   __m256i word_idx[8];
   if (per_word) {
     for (size_t t = 0; t < 8 / gpu; ++t) {
@@ -365,17 +438,17 @@ void qgemv_rows_t(const PackedMatrix& W, const float* x, size_t M, size_t r0, si
     for (; r + 2 <= r1; r += 2) {
       row_scales(W, r, sbuf, sbuf + s_stride, sbuf + 2 * s_stride);
       row_scales(W, r + 1, sbuf + 3 * s_stride, sbuf + 4 * s_stride, sbuf + 5 * s_stride);
-      qgemv_block<Unit, 2, 1>(W, r, 0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy);
+      qgemv_block<Unit, 2, 1>(W, r, 0, xp, xp_stride, xs, xs_stride_v, sc2, wi, gpu, y, ldy);
     }
   }
   for (; r < r1; ++r) {  // one weight row, all activation rows in tiles of up to 4 (the row stays in L1)
     row_scales(W, r, sbuf, sbuf + s_stride, sbuf + 2 * s_stride);
     for (size_t m0 = 0; m0 < M; m0 += kGemvTile) {
       switch (std::min(kGemvTile, M - m0)) {
-        case 1: qgemv_block<Unit, 1, 1>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
-        case 2: qgemv_block<Unit, 1, 2>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
-        case 3: qgemv_block<Unit, 1, 3>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
-        default: qgemv_block<Unit, 1, 4>(W, r, m0, xp, xp_stride, xs, xs_stride, sc2, wi, gpu, y, ldy); break;
+        case 1: qgemv_block<Unit, 1, 1>(W, r, m0, xp, xp_stride, xs, xs_stride_v, sc2, wi, gpu, y, ldy); break;
+        case 2: qgemv_block<Unit, 1, 2>(W, r, m0, xp, xp_stride, xs, xs_stride_v, sc2, wi, gpu, y, ldy); break;
+        case 3: qgemv_block<Unit, 1, 3>(W, r, m0, xp, xp_stride, xs, xs_stride_v, sc2, wi, gpu, y, ldy); break;
+        default: qgemv_block<Unit, 1, 4>(W, r, m0, xp, xp_stride, xs, xs_stride_v, sc2, wi, gpu, y, ldy); break;
       }
     }
   }
