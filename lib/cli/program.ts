@@ -5,7 +5,7 @@
 import { Command, CommanderError } from 'commander';
 
 import { native } from '../native.js';
-import { describeError, LieqError } from '../util/errors.js';
+import { describeError, LieqError, UsageError } from '../util/errors.js';
 import { registerDoctor } from './commands/doctor.js';
 import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
@@ -26,7 +26,7 @@ export function buildProgram(): Command {
       const t = cmd.opts().threads as string | undefined;
       if (t !== undefined) {
         const n = Number(t);
-        if (!Number.isInteger(n) || n < 1) throw new LieqError('E_USAGE', `--threads: expected a positive integer, got "${t}"`, { exitCode: 2 });
+        if (!Number.isInteger(n) || n < 1) throw new UsageError(`--threads: expected a positive integer, got "${t}"`);
         native().setThreads(n);
       }
     });
