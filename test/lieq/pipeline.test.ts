@@ -125,9 +125,11 @@ describe('kill -9 during quantize', () => {
     const args = [LIEQ_BIN, 'quantize', 'tinystories-656K', '--uniform', '3', '--out', out, '--json'];
     for (const delay of [150, 300, 450, 600, 750]) {
       const child = spawn(process.execPath, args, { stdio: 'ignore' });
+      // Listen before waiting: a run that finishes before the kill must not leave us waiting.
+      const exited = new Promise((r) => child.on('exit', r));
       await new Promise((r) => setTimeout(r, delay));
       child.kill('SIGKILL');
-      await new Promise((r) => child.on('exit', r));
+      await exited;
       if (existsSync(out)) {
         // Finished before the kill: then it is complete and loadable.
         const m = openRuntimeModel(out);
