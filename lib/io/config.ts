@@ -59,15 +59,18 @@ export const CONFIG_FILE = 'config.json';
 
 /** Read and normalise `<dir>/config.json`. */
 export function loadConfig(dir: string): ModelConfig {
+  return normaliseConfig(readConfigJson(dir), join(dir, CONFIG_FILE));
+}
+
+/** `<dir>/config.json` parsed but not normalised (callers that need extra fields, e.g. quantization_config). */
+export function readConfigJson(dir: string): unknown {
   const path = join(dir, CONFIG_FILE);
   if (!existsSync(path)) throw new FileError(path, 'file not found (a model directory needs config.json)');
-  let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(path, 'utf8'));
+    return JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
     throw new FormatError(path, `not valid JSON (${(err as Error).message})`, { cause: err });
   }
-  return normaliseConfig(raw, path);
 }
 
 /** Normalise a parsed config object; `path` names the file in errors. */

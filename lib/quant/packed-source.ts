@@ -2,11 +2,11 @@
  * Loading a quantized model directory (packed-model.ts) as a runtime WeightSource, so eval,
  * generate and bench run packed models exactly like full-precision ones.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 import { Checkpoint } from '../io/checkpoint.js';
-import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, loadConfig, normaliseConfig, type LinearName, type ModelConfig } from '../io/config.js';
+import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, loadConfig, normaliseConfig, readConfigJson, type LinearName, type ModelConfig } from '../io/config.js';
 import type { PackedBits } from '../kernels/packed-format.js';
 import type { PackedLinear } from '../kernels/quant.js';
 import { denseFromWeights, packedLinear, type RuntimeLinear } from '../runtime/linear.js';
@@ -15,24 +15,11 @@ import { FileError, FormatError } from '../util/errors.js';
 import { resolveLayout } from './layout.js';
 import { packedNames, PACKED_FORMAT, type QuantizationConfig } from './packed-model.js';
 
-function readJson(path: string): Record<string, unknown> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new FileError(path, 'file not found (a model directory needs config.json)', { cause: err });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (err) {
-    throw new FormatError(path, `not valid JSON (${(err as Error).message})`, { cause: err });
-  }
-}
-
 /** The lieq quantization_config of a directory, or null for a full-precision model. */
 export function readQuantizationConfig(dir: string): QuantizationConfig | null {
   const path = join(dir, CONFIG_FILE);
-  const q = readJson(path).quantization_config as QuantizationConfig | undefined;
+  const raw = readConfigJson(dir);
+  const q = (typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).quantization_config : undefined) as QuantizationConfig | undefined;
   if (!q) return null;
   if (q.quant_method !== 'lieq' || q.format !== PACKED_FORMAT)
     throw new FormatError(path, `quantization_config is not a lieq packed model (quant_method "${String(q.quant_method)}", format "${String(q.format)}"); only ${PACKED_FORMAT} is supported`);
@@ -47,7 +34,7 @@ export function isQuantizedDir(dir: string): boolean {
 export function packedModelSource(dirIn: string): WeightSource {
   const dir = resolve(dirIn);
   const path = join(dir, CONFIG_FILE);
-  const raw = readJson(path);
+  const raw = readConfigJson(dir);
   const q = readQuantizationConfig(dir);
   if (!q) throw new FormatError(path, 'not a quantized model (no quantization_config)');
   const config: ModelConfig = normaliseConfig(raw, path);
