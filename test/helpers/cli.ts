@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 
-export const LIEQ_BIN = join(import.meta.dirname, '..', '..', 'dist', 'cli', 'main.js');
+export const LIEQ_BIN = join(import.meta.dirname, '..', '..', process.env.LIEQ_DIST ?? 'dist', 'cli', 'main.js');
 
 export function lieq(args: string[], env: Record<string, string> = {}): { code: number; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [LIEQ_BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 600_000 });
