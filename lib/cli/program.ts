@@ -13,6 +13,7 @@ import { registerInspect } from './commands/inspect.js';
 import { registerAllocate } from './commands/allocate.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerQuantize } from './commands/quantize.js';
+import { registerFarm } from './commands/farm.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerAnalyze(program);
   registerAllocate(program);
   registerQuantize(program);
+  registerFarm(program);
   return program;
 }
 
