@@ -150,6 +150,10 @@ export interface NativeAddon {
   embedGather(table: Float32Array, dim: number, ids: Int32Array, out: Float32Array): void;
   logSoftmaxNll(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, nll: Float64Array): void;
   logSoftmaxNllRef(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, nll: Float64Array): void;
+  // GPTQ (native/binding/gptq_binding.cpp; facade lib/quant/gptq.ts)
+  gptqAccumulate(hessian: Float64Array, n: number, x: Float32Array, tokens: number): Promise<void>;
+  gptqPrepare(hessian: Float64Array, n: number, damp: number, actOrder: boolean, perm: Int32Array, dead: Uint8Array): Promise<{ damp: number; dead: number }>;
+  gptqQuantize(w: Float32Array, rows: number, cols: number, factor: Float64Array, perm: Int32Array, dead: Uint8Array, opts: NativeQuantizeOptions & { blockSize: number; staticGroups: boolean }, codes: Uint8Array | null, qweight: Uint8Array | null, scales: Uint16Array, zeros: Uint8Array | null): Promise<number>;
 }
 
 let cached: { addon: NativeAddon; path: string } | undefined;

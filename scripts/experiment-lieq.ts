@@ -10,11 +10,15 @@
  * the same text the TinyStories perplexity is measured on (the only in-domain text shipped).
  * Quantized layers are built once per (layer, bits) and swapped into the runtime in memory;
  * they are the same tensors `lieq quantize` writes.
+ * GPTQ rows (issue 7; LIEQ_EXP_GPTQ=0 skips them): uniform 2/3/4 bits and the LieQ v2/v1 plans
+ * with the GPTQ backbone (MSE grid, g128, damp 1%, layer-sequential, true-sequential), calibrated
+ * on LIEQ_EXP_GPTQ_SAMPLES (128) × 512 tokens drawn from the last 60% of the TinyStories text, so
+ * calibration never overlaps the evaluation windows (the first ones).
  * Writes bench/results/lieq-experiment-<date>.json and prints a markdown table.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cpus } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 
 import { loadTokenizer } from '../lib/io/tokenizer.js';
 import { allocateGreedy, allocateInverse, allocateRandom, allocateUniform, type Allocation } from '../lib/lieq/allocate.js';
@@ -22,6 +26,8 @@ import { analyzeModel } from '../lib/lieq/analyze.js';
 import { combineScores } from '../lib/lieq/analysis.js';
 import { measureSensitivity } from '../lib/lieq/report.js';
 import { mean, spearman, stddev } from '../lib/lieq/stats.js';
+import { Checkpoint } from '../lib/io/checkpoint.js';
+import { calibrationInputs, propagateLayer, quantizeLayerGptq } from '../lib/quant/gptq-calibrate.js';
 import { quantizeLayerRtn } from '../lib/quant/quantize-layer.js';
 import type { LayerWeights } from '../lib/runtime/model.js';
 import { RuntimeModel } from '../lib/runtime/model.js';
@@ -32,6 +38,16 @@ const WINDOWS = Number(process.env.LIEQ_EXP_WINDOWS ?? 128);
 const MODELS = ['stories260K', 'tinystories-656K'];
 const SEEDS = [0, 1, 2, 3, 4];
 const GROUP = 128;
+const GPTQ = process.env.LIEQ_EXP_GPTQ !== '0';
+const GPTQ_SAMPLES = Number(process.env.LIEQ_EXP_GPTQ_SAMPLES ?? 128);
+
+/** The last 60% of the TinyStories text as a file: GPTQ calibration disjoint from the evaluation windows. */
+function heldOutCalibrationFile(): string {
+  const text = loadEvalText('tinystories').text;
+  const file = join(mkdtempSync(join(tmpdir(), 'lieq-exp-')), 'tinystories-tail.txt');
+  writeFileSync(file, text.slice(Math.floor(text.length * 0.4)));
+  return file;
+}
 
 interface Row {
   model: string;
@@ -100,6 +116,41 @@ async function main() {
         spread: { tinystories: [stddev(ts), Math.min(...ts), Math.max(...ts)], wikitext2: [stddev(ws), Math.min(...ws), Math.max(...ws)] },
       });
     }
+    if (GPTQ) {
+      // Layer-sequential GPTQ depends on every earlier layer's quantization: one run per plan.
+      const calibFile = heldOutCalibrationFile();
+      const ck = Checkpoint.open(dir);
+      const gptqLayers = async (bits: number[]) => {
+        const calib = await calibrationInputs(dir, model.config, { data: calibFile, samples: GPTQ_SAMPLES, seqlen: 512, seed: 0 }, (ids) => ck.readRowsF32('model.embed_tokens.weight', ids));
+        const layers: LayerWeights[] = [];
+        for (let l = 0; l < L; l++) {
+          layers.push(await quantizeLayerGptq(model, model.layer(l), calib.hidden, { bits: bits[l], groupSize: GROUP }));
+          if (l < L - 1) propagateLayer(model, layers[l], calib.hidden);
+        }
+        return layers;
+      };
+      const evalGptq = async (bits: number[]) => {
+        const layers = await gptqLayers(bits);
+        const replace = new Map(layers.map((w, l) => [l, w]));
+        const ppl = async (ids: Int32Array) => (await perplexity(model, ids, { ctx, limit: WINDOWS, replaceLayers: replace })).perplexity;
+        return { tinystories: await ppl(texts.tinystories), wikitext2: await ppl(texts.wikitext2) };
+      };
+      for (const u of [2, 3, 4]) {
+        const a = allocateUniform(weights, u);
+        rows.push({ model: name, budget: `uniform ${u}`, nominal: u, method: 'uniform + GPTQ', bits: a.bits, ...(await evalGptq(a.bits)) });
+      }
+      for (const k of [1, 2, 3]) {
+        if (k > L) continue;
+        const budget = 2 + (2 * k) / L;
+        const label = `2+2·${k}/${L} = ${budget.toFixed(3)}`;
+        const inp = (scores: number[]) => ({ scores, weights, allowed: [2, 3, 4], budget });
+        for (const [method, scores] of [['LieQ v2 (ΔRC) + GPTQ', v2], ['LieQ v1 (PD+ΔRC+TEG) + GPTQ', v1]] as const) {
+          const a = allocateGreedy(inp(scores));
+          rows.push({ model: name, budget: label, nominal: a.nominalBits, method, bits: a.bits, ...(await evalGptq(a.bits)) });
+        }
+      }
+      ck.close();
+    }
     const sens = await measureSensitivity(model, texts.tinystories, { ctx, limit: WINDOWS, groupSize: GROUP, symmetric: false });
     meta[name] = {
       layers: L,
@@ -110,7 +161,7 @@ async function main() {
     model.close();
   }
   const date = new Date().toISOString().slice(0, 10);
-  const out = { bench: 'lieq-experiment', date: new Date().toISOString(), machine: { cpu: cpus()[0]?.model, cores: cpus().length }, windows: WINDOWS, ctx: 512, group: GROUP, backbone: 'rtn (mse clip)', rows, models: meta };
+  const out = { bench: 'lieq-experiment', date: new Date().toISOString(), machine: { cpu: cpus()[0]?.model, cores: cpus().length }, windows: WINDOWS, ctx: 512, group: GROUP, backbone: 'rtn (mse clip)', gptq: GPTQ ? { grid: 'mse', group: GROUP, damp: 0.01, actOrder: false, calibration: `${GPTQ_SAMPLES} × 512 tokens, last 60% of TinyStories` } : null, rows, models: meta };
   const dir = join(packageRootDir, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, `lieq-experiment-${date}.json`), JSON.stringify(out, null, 1) + '\n');

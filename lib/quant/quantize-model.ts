@@ -2,6 +2,8 @@
  * `lieq quantize`: quantize a model layer by layer under a plan and write the packed model
  * directory (packed-model.ts). Streams: one decoder layer's f32 weights are in memory at a time
  * (plus the embedding while it is converted); the output directory appears only when complete.
+ * Layers whose plan backbone is 'gptq' are calibrated layer-sequentially (gptq-calibrate.ts):
+ * the calibration hidden states of one layer boundary are then held as well.
  */
 import { writeFileSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -13,8 +15,11 @@ import { quantizeLinear, type PackedLinear, type QuantMethodName } from '../kern
 import type { PackedBits } from '../kernels/packed-format.js';
 import { accountPlan, checkPlanFits, type Plan } from '../lieq/plan.js';
 import { native, NativeDType } from '../native.js';
+import { packedLinear, type RuntimeLinear } from '../runtime/linear.js';
+import { RuntimeModel, tensorSource, withLinears, type LayerWeights } from '../runtime/model.js';
 import { buildDirAtomic } from '../util/atomic.js';
 import { DataError } from '../util/errors.js';
+import { calibrationInputs, CALIBRATION_DEFAULTS, propagateLayer, quantizeLayerGptq, type CalibrationOptions, type GptqLayerOptions } from './gptq-calibrate.js';
 import { packedNames, quantizationConfig, quantizedTensorSpecs } from './packed-model.js';
 import { padColumns, resolveLayout, type LinearLayout } from './layout.js';
 
@@ -28,6 +33,12 @@ export interface QuantizeModelOptions {
   /** Extra files to put in the output directory (report, charts), by relative name. */
   extraFiles?: (tmpDir: string) => Promise<void> | void;
   onProgress?(p: { done: number; total: number; stage: string }): void;
+  /** Settings of the layers whose plan backbone is 'gptq' (defaults: CALIBRATION_DEFAULTS, GPTQ_DEFAULTS). */
+  gptq?: GptqModelOptions;
+}
+
+export interface GptqModelOptions extends Pick<GptqLayerOptions, 'damp' | 'actOrder' | 'blockSize' | 'trueSequential' | 'method' | 'onLinear'> {
+  calibration?: Partial<CalibrationOptions>;
 }
 
 export interface QuantizeModelResult {
@@ -35,6 +46,8 @@ export interface QuantizeModelResult {
   seconds: number;
   bytesWritten: number;
   peakRssBytes: number;
+  /** Calibration tokens of the GPTQ layers (0 when every layer is RTN). */
+  calibrationTokens: number;
 }
 
 export async function quantizeWeight(w: Float32Array, out: number, layout: LinearLayout, bits: number, symmetric: boolean, rtn: QuantMethodName): Promise<PackedLinear> {
@@ -56,6 +69,18 @@ function f16Bytes(x: Float32Array): Uint8Array {
 function checkFinite(x: Float32Array, file: string, name: string): void {
   const bad = native().countNonFinite(x);
   if (bad > 0) throw new DataError(`${file}: tensor "${name}" has ${bad} NaN/Inf values; refusing to quantize it`);
+}
+
+/** One decoder layer quantized with RTN as its plan entry says (all seven linears packed). */
+async function quantizeLayerRtnPlan(layer: LayerWeights, bits: number, groupSize: number, symmetric: boolean, rtn: QuantMethodName): Promise<LayerWeights> {
+  const linears: Partial<Record<(typeof LINEAR_NAMES)[number], RuntimeLinear>> = {};
+  for (const name of LINEAR_NAMES) {
+    const lin = layer.linears[name];
+    if (lin.kind !== 'dense') throw new DataError(`layer ${layer.index} ${name}: already packed`);
+    const p = await quantizeWeight(lin.weight, lin.outFeatures, resolveLayout(lin.inFeatures, groupSize), bits, symmetric, rtn);
+    linears[name] = packedLinear(p, lin.bias, lin.inFeatures);
+  }
+  return withLinears(layer, linears);
 }
 
 function writePacked(w: SafetensorsWriter, weightName: string, p: PackedLinear): void {
@@ -81,6 +106,7 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
     const acc = accountPlan(o.plan, cfg);
     const total = cfg.numLayers + 2;
     let done = 0;
+    let calibrationTokens = 0;
     await buildDirAtomic(
       resolve(o.out),
       async (tmp) => {
@@ -105,26 +131,52 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
           };
           for (let r0 = 0; r0 < V; r0 += block) w.write(emb, f16Bytes(rowsOf(emb, r0)));
           o.onProgress?.({ done: ++done, total, stage: 'embeddings' });
+          // Decoder layers as LayerWeights (f32, checked finite), read one at a time.
+          const layers = RuntimeModel.fromSource(tensorSource(cfg, { has: (n) => m.checkpoint.has(n), readF32: read }, dir), { residency: 'streaming', layersOnly: true });
+          const lastGptq = o.plan.layers.reduce((last, lp, i) => (lp.backbone === 'gptq' ? i : last), -1);
+          const gptqOpts = o.gptq ?? {};
+          let calib: { model: RuntimeModel; hidden: Float32Array[] } | null = null;
+          if (lastGptq >= 0) {
+            const c = await calibrationInputs(dir, cfg, { ...CALIBRATION_DEFAULTS, ...gptqOpts.calibration }, (ids) => {
+              const x = m.checkpoint.readRowsF32(emb, ids);
+              checkFinite(x, m.checkpoint.info(emb).file, emb);
+              return x;
+            });
+            calib = { model: layers, hidden: c.hidden };
+            calibrationTokens = c.tokens;
+            o.onProgress?.({ done, total, stage: `calibration ${c.hidden.length} × ${c.seqlen} tokens` });
+          }
           for (let l = 0; l < cfg.numLayers; l++) {
             const lp = o.plan.layers[l];
             const p = `model.layers.${l}`;
-            w.write(`${p}.input_layernorm.weight`, asBytes(read(`${p}.input_layernorm.weight`)));
+            const dense = layers.layer(l);
+            // The unit of work (and of a future resume): one layer in, its packed tensors out.
+            const q = lp.backbone === 'gptq'
+              ? await quantizeLayerGptq(calib!.model, dense, calib!.hidden, { ...gptqOpts, bits: lp.bits, groupSize: lp.groupSize, symmetric: o.plan.symmetric })
+              : await quantizeLayerRtnPlan(dense, lp.bits, lp.groupSize, o.plan.symmetric, rtn);
+            sampleRss();
+            w.write(`${p}.input_layernorm.weight`, asBytes(dense.inputNorm));
             for (const name of LINEAR_NAMES) {
               const wn = linearTensorName(l, name);
-              const [out, inF] = linearShape(cfg, name);
-              const packed = await quantizeWeight(read(wn), out, resolveLayout(inF, lp.groupSize), lp.bits, o.plan.symmetric, rtn);
-              writePacked(w, wn, packed);
+              const lin = q.linears[name];
+              if (lin.kind !== 'packed') throw new DataError(`layer ${l} ${name}: was not quantized`);
+              writePacked(w, wn, lin.packed);
               const bias = wn.replace(/weight$/, 'bias');
-              if (specs.some((s) => s.name === bias)) w.write(bias, asBytes(read(bias)));
-              sampleRss();
+              if (specs.some((s) => s.name === bias)) w.write(bias, asBytes(lin.bias!));
             }
             if (cfg.qkNorm) {
-              w.write(`${p}.self_attn.q_norm.weight`, asBytes(read(`${p}.self_attn.q_norm.weight`)));
-              w.write(`${p}.self_attn.k_norm.weight`, asBytes(read(`${p}.self_attn.k_norm.weight`)));
+              w.write(`${p}.self_attn.q_norm.weight`, asBytes(dense.qNorm!));
+              w.write(`${p}.self_attn.k_norm.weight`, asBytes(dense.kNorm!));
             }
-            w.write(`${p}.post_attention_layernorm.weight`, asBytes(read(`${p}.post_attention_layernorm.weight`)));
-            o.onProgress?.({ done: ++done, total, stage: `layer ${l} at ${lp.bits} bits` });
+            w.write(`${p}.post_attention_layernorm.weight`, asBytes(dense.postAttentionNorm));
+            // Sequential protocol: the next GPTQ layer sees the outputs of this quantized layer.
+            if (calib && l < lastGptq) {
+              propagateLayer(calib.model, q, calib.hidden);
+              sampleRss();
+            }
+            o.onProgress?.({ done: ++done, total, stage: `layer ${l} at ${lp.bits} bits${lp.backbone === 'gptq' ? ' (gptq)' : ''}` });
           }
+          if (calib) calib.hidden.length = 0;
           w.write('model.norm.weight', asBytes(read('model.norm.weight')));
           if (o.plan.lmHeadBits === 16) {
             if (!cfg.tieWordEmbeddings) w.write('lm_head.weight', f16Bytes(read('lm_head.weight')));
@@ -167,7 +219,7 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
       },
       o.force,
     );
-    return { out: resolve(o.out), seconds: (performance.now() - t0) / 1000, bytesWritten: acc.packedBytes, peakRssBytes: peakRss };
+    return { out: resolve(o.out), seconds: (performance.now() - t0) / 1000, bytesWritten: acc.packedBytes, peakRssBytes: peakRss, calibrationTokens };
   } finally {
     m.close();
   }

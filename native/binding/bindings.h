@@ -9,5 +9,6 @@ void register_convert(Napi::Env env, Napi::Object exports);
 void register_linalg(Napi::Env env, Napi::Object exports);
 void register_quant(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
+void register_gptq(Napi::Env env, Napi::Object exports);
 
 }  // namespace lieq::napi

@@ -8,7 +8,8 @@ import { analyzeModel } from '../../lieq/analyze.js';
 import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
 import { openRuntimeModel } from '../../quant/packed-source.js';
-import { quantizeModel } from '../../quant/quantize-model.js';
+import { checkCalibration, type CalibrationOptions } from '../../quant/gptq-calibrate.js';
+import { quantizeModel, type GptqModelOptions } from '../../quant/quantize-model.js';
 import { RuntimeModel } from '../../runtime/model.js';
 import { loadEvalText, perplexity } from '../../runtime/perplexity.js';
 import { resolveModelArg } from '../../util/data-dir.js';
@@ -37,6 +38,12 @@ interface QuantizeCli {
   eval: string;
   evalLimit: string;
   sensitivity: boolean;
+  calibData: string;
+  calibSamples: string;
+  calibSeqlen: string;
+  damp: string;
+  actOrder?: boolean;
+  gptqGrid: string;
   force?: boolean;
   json?: boolean;
 }
@@ -65,6 +72,12 @@ export function registerQuantize(program: Command): void {
     .option('--eval <dataset>', 'perplexity before/after on: tinystories | wikitext2 | FILE | none', 'none')
     .option('--eval-limit <n>', 'evaluation windows (of the model context, ≤ 512 tokens)', '64')
     .option('--no-sensitivity', 'skip the single-layer sensitivity measurement of the report')
+    .option('--calib-data <dataset>', 'GPTQ calibration text: tinystories | wikitext2 | FILE', 'tinystories')
+    .option('--calib-samples <n>', 'GPTQ calibration sequences', '128')
+    .option('--calib-seqlen <n>', 'GPTQ tokens per sequence (capped at the model context)', '2048')
+    .option('--damp <f>', 'GPTQ damping, fraction of the mean Hessian diagonal', '0.01')
+    .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal (static groups)')
+    .option('--gptq-grid <g>', 'GPTQ group grid: mse (clipping search, as RTN) | minmax', 'mse')
     .option('--force', 'replace an existing output directory')
     .option('--json', 'print the report JSON')
     .action(async (model: string, o: QuantizeCli) => {
@@ -84,7 +97,7 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
     symmetric: !!o.symmetric,
     lmHeadBits: Number(parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const)) as 16 | 8 | 4,
   };
-  if (common.backbone === 'gptq') throw new UsageError('--backbone gptq: the GPTQ backbone is not available yet (issue 7); use rtn');
+  const gptq = parseGptqOptions(o);
   const sources = [o.plan, o.bits, o.uniform].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new UsageError('pass exactly one of --plan FILE, --bits B or --uniform B');
   const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
@@ -143,10 +156,12 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
   const bar = progressBar('quantize', 'steps', !quiet);
   let report!: QuantizeReport;
   try {
+    if (plan.layers.some((l) => l.backbone === 'gptq')) loadEvalText(gptq.calibration.data); // a missing file fails before any work
     const res = await quantizeModel(dir, {
       plan,
       out: o.out,
       force: o.force,
+      gptq,
       onProgress: (p) => bar.update(p.done, p.total, p.stage),
       extraFiles: async (tmp) => {
         let after: QuantizeReport['perplexityAfter'];
@@ -181,6 +196,21 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
     bar.stop();
   }
   return report;
+}
+
+/** GPTQ settings from the command line (used by the layers whose plan backbone is gptq). */
+function parseGptqOptions(o: QuantizeCli): GptqModelOptions & { calibration: CalibrationOptions } {
+  const damp = parseNumber(o.damp, '--damp');
+  if (damp < 0 || damp > 10) throw new UsageError(`--damp: expected a fraction in [0, 10], got ${damp}`);
+  const calibration: CalibrationOptions = {
+    data: o.calibData,
+    samples: parseInteger(o.calibSamples, '--calib-samples', 1),
+    seqlen: parseInteger(o.calibSeqlen, '--calib-seqlen', 2),
+    seed: parseInteger(o.seed, '--seed', 0),
+  };
+  checkCalibration(calibration);
+  const method = parseChoice(o.gptqGrid, '--gptq-grid', ['mse', 'minmax'] as const);
+  return { damp, actOrder: !!o.actOrder, method, calibration };
 }
 
 export function renderQuantize(r: QuantizeReport): string {
