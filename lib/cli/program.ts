@@ -14,6 +14,7 @@ import { registerAllocate } from './commands/allocate.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerQuantize } from './commands/quantize.js';
 import { registerFarm } from './commands/farm.js';
+import { registerBench } from './commands/bench.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerAllocate(program);
   registerQuantize(program);
   registerFarm(program);
+  registerBench(program);
   return program;
 }
 

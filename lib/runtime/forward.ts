@@ -124,20 +124,41 @@ export interface LayerKv {
   pos0: number;
 }
 
+/** Consecutive rows of the residual stream that belong to one sequence, with its KV slice. */
+export interface LayerSegment {
+  rows: number;
+  kv: LayerKv;
+}
+
 /**
  * Run decoder layer `w` in place on the residual stream x [tokens, hidden]; row t is at
  * position kv.pos0 + t and its key/value are stored in kv's slots.
  */
 export function runDecoderLayer(model: RuntimeModel, w: LayerWeights, x: Float32Array, tokens: number, kv: LayerKv, hooks?: ForwardHooks): void {
+  runDecoderLayerRows(model, w, x, [{ rows: tokens, kv }], hooks);
+}
+
+/**
+ * Run decoder layer `w` in place on x, whose rows are the concatenated `segments` of several
+ * independent sequences (batched decoding: one row each). Every linear runs once over all
+ * rows, so packed weights are read once per call; RoPE, the KV store and attention run per
+ * segment on its own positions and cache.
+ */
+export function runDecoderLayerRows(model: RuntimeModel, w: LayerWeights, x: Float32Array, segments: readonly LayerSegment[], hooks?: ForwardHooks): void {
   const c = model.config;
   const H = c.hiddenSize;
   const hd = c.headDim;
   const qDim = c.numHeads * hd;
+  const kvDim = c.numKvHeads * hd;
   const I = c.intermediateSize;
-  const ws = workspace(model, tokens);
+  let n = 0;
+  let maxPos = 0;
+  for (const s of segments) {
+    n += s.rows;
+    maxPos = Math.max(maxPos, s.kv.pos0 + s.rows);
+  }
+  const ws = workspace(model, n);
   const l = w.index;
-  const pos0 = kv.pos0;
-  const n = tokens;
   const L = w.linears;
   const view = (a: Float32Array, width: number) => a.subarray(0, n * width);
 
@@ -155,16 +176,24 @@ export function runDecoderLayer(model: RuntimeModel, w: LayerWeights, x: Float32
     rmsNorm(ws.q, w.qNorm, ws.q, n * c.numHeads, hd, c.rmsNormEps);
     rmsNorm(ws.k, w.kNorm, ws.k, n * c.numKvHeads, hd, c.rmsNormEps);
   }
-  const { cos, sin } = model.rope.ensure(pos0 + n);
-  ropeRotateHalf(ws.q, n, c.numHeads, hd, pos0, cos, sin);
-  ropeRotateHalf(ws.k, n, c.numKvHeads, hd, pos0, cos, sin);
-  kvStore(ws.k, kv.k, n, c.numKvHeads, hd, kv.capacity, pos0, true);
-  kvStore(ws.v, kv.v, n, c.numKvHeads, hd, kv.capacity, pos0, false);
-  attention({
-    q: ws.q, k: kv.k, v: kv.v, out: ws.att,
-    nQ: n, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: hd,
-    capacity: kv.capacity, pos0, window: c.slidingWindow ?? 0,
-  });
+  const { cos, sin } = model.rope.ensure(maxPos);
+  let r = 0;
+  for (const { rows, kv } of segments) {
+    const q = ws.q.subarray(r * qDim, (r + rows) * qDim);
+    const k = ws.k.subarray(r * kvDim, (r + rows) * kvDim);
+    const v = ws.v.subarray(r * kvDim, (r + rows) * kvDim);
+    const pos0 = kv.pos0;
+    ropeRotateHalf(q, rows, c.numHeads, hd, pos0, cos, sin);
+    ropeRotateHalf(k, rows, c.numKvHeads, hd, pos0, cos, sin);
+    kvStore(k, kv.k, rows, c.numKvHeads, hd, kv.capacity, pos0, true);
+    kvStore(v, kv.v, rows, c.numKvHeads, hd, kv.capacity, pos0, false);
+    attention({
+      q, k: kv.k, v: kv.v, out: ws.att.subarray(r * qDim, (r + rows) * qDim),
+      nQ: rows, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: hd,
+      capacity: kv.capacity, pos0, window: c.slidingWindow ?? 0,
+    });
+    r += rows;
+  }
   hooks?.linearInput?.(l, 'o_proj', view(ws.att, qDim), n);
   applyLinear(L.o_proj, ws.att, n, ws.tmp);
   addInPlace(x, ws.tmp, n * H);
