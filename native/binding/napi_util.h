@@ -4,6 +4,7 @@
 #pragma once
 #include <napi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -51,8 +52,13 @@ inline const char* typed_array_name(napi_typedarray_type t) {
   }
 }
 
-// Typed view of info[i]; throws TypeError naming `what` on a wrong type.
-// A detached buffer yields length 0 and a null pointer, which callers' size checks catch.
+// A transferred (detached) buffer has no memory: refuse it by name instead of reading it as
+// empty, which would silently skip work (an empty source) or look like a size mismatch.
+inline void refuse_detached(Napi::Env env, const Napi::TypedArray& ta, const std::string& what) {
+  if (ta.ArrayBuffer().IsDetached()) throw_type(env, what + ": its ArrayBuffer is detached (transferred)");
+}
+
+// Typed view of info[i]; throws TypeError naming `what` on a wrong type or a detached buffer.
 template <typename T>
 View<T> typed(const Napi::CallbackInfo& info, size_t i, const char* what) {
   Napi::Env env = info.Env();
@@ -60,6 +66,7 @@ View<T> typed(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (i >= info.Length() || !info[i].IsTypedArray())
     throw_type(env, std::string(what) + ": expected " + typed_array_name(want));
   auto ta = info[i].As<Napi::TypedArray>();
+  refuse_detached(env, ta, what);
   if (ta.TypedArrayType() != want)
     throw_type(env, std::string(what) + ": expected " + typed_array_name(want) + ", got " +
                         typed_array_name(ta.TypedArrayType()));
@@ -75,23 +82,30 @@ inline View<uint8_t> bytes(const Napi::CallbackInfo& info, size_t i, const char*
   if (i >= info.Length() || !info[i].IsTypedArray())
     throw_type(env, std::string(what) + ": expected a TypedArray or Buffer");
   auto ta = info[i].As<Napi::TypedArray>();
+  refuse_detached(env, ta, what);
   View<uint8_t> v;
   v.length = ta.ByteLength();
   if (v.length) v.data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
   return v;
 }
 
-inline int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t lo, int64_t hi) {
-  Napi::Env env = info.Env();
-  if (i >= info.Length() || !info[i].IsNumber()) throw_type(env, std::string(what) + ": expected an integer");
-  const double d = info[i].As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d)))
-    throw_type(env, std::string(what) + ": expected an integer, got " + std::to_string(d));
-  const int64_t v = static_cast<int64_t>(d);
-  if (v < lo || v > hi)
-    throw_range(env, std::string(what) + ": " + std::to_string(v) + " is outside [" + std::to_string(lo) + ", " +
+// A JS number as an integer in [lo, hi]. Checked as a double before the cast: casting NaN, ±Inf
+// or a value beyond int64 range to int64_t is undefined behaviour (UBSan: float-cast-overflow).
+inline int64_t checked_integer(Napi::Env env, const Napi::Value& value, const std::string& what, int64_t lo,
+                               int64_t hi) {
+  if (!value.IsNumber()) throw_type(env, what + ": expected an integer");
+  const double d = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::trunc(d) != d) throw_type(env, what + ": expected an integer, got " + std::to_string(d));
+  if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+    throw_range(env, what + ": " + (std::fabs(d) < 9.2e18 ? std::to_string(static_cast<int64_t>(d)) : std::to_string(d)) +
+                         " is outside [" + std::to_string(lo) + ", " +
                          std::to_string(hi) + "]");
-  return v;
+  return static_cast<int64_t>(d);
+}
+
+inline int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t lo, int64_t hi) {
+  if (i >= info.Length()) throw_type(info.Env(), std::string(what) + ": expected an integer");
+  return checked_integer(info.Env(), info[i], what, lo, hi);
 }
 
 inline double number(const Napi::CallbackInfo& info, size_t i, const char* what) {
