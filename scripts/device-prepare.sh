@@ -5,6 +5,7 @@
 #   .device/lieq.node      the CUDA-built addon (sm_80 + sm_90, static cudart)
 #   .device/checks.mjs     test/cuda/device-checks.ts bundled (esbuild): the GPU correctness checks
 #   .device/bench.mjs      bench/cuda/bench-decode.ts bundled: the whole-model decode benchmark
+#   .device/profile.mjs    bench/cuda/profile-step.ts bundled: one decode step for ncu (device-run.sh profile)
 #   .device/data/models/   the two shipped models (the checks compare against them)
 #   .device/lieq/          only with PREPARE_CLI=1: dist/, package.json, runtime node_modules (for `lieq ...`)
 # Usage: scripts/device-prepare.sh [ADDON]   (default build/Release/lieq.node; build it with
@@ -28,6 +29,7 @@ bundle() { npx esbuild "$1" --bundle --platform=node --format=esm --target=node2
   --banner:js="import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" --outfile="$2"; }
 bundle test/cuda/device-checks.ts "$out/checks.mjs"
 bundle bench/cuda/bench-decode.ts "$out/bench.mjs"
+bundle bench/cuda/profile-step.ts "$out/profile.mjs"
 data=${LIEQ_DATA_DIR:-../shared/data}
 rm -rf "$out/data" && mkdir -p "$out/data/models"
 cp -r "$data/models/stories260K" "$data/models/tinystories-656K" "$out/data/models/"

@@ -4,64 +4,22 @@
  * (15 layers at 2-bit + 1 at 3-bit, g128: 2.06 payload bits per weight), batch 1/4/16, with
  * CUDA graphs (and without, for the fp16 and 4-bit rows at batch 1).
  *
- * Weight values do not change the speed (never zeros, though): one random layer per width is
- * generated and uploaded to every layer position, so each layer still has its own device
- * copy (16 distinct copies: nothing is served from the 50 MB L2 across layers).
+ * The models: random-1b.ts.
  *
  * Run on the GPU machine by scripts/device-bench.sh (bundled to .device/bench.mjs). Writes
  * JSON to the path in argv[2] (default ./cuda-decode.json). Env: QUICK=1 for a short run.
  */
 import { writeFileSync } from 'node:fs';
 
-import { shapeConfig } from '../../lib/io/random-model.js';
-import { LINEAR_NAMES, linearShape, type LinearName } from '../../lib/io/config.js';
 import { GpuModel } from '../../lib/cuda/gpu-model.js';
-import { denseFromWeights, packDense, type DenseLinear, type RuntimeLinear } from '../../lib/runtime/linear.js';
-import { RuntimeModel, type LayerWeights, type WeightSource } from '../../lib/runtime/model.js';
+import { RandomModels, VARIANTS } from './random-1b.js';
 
 const quick = process.env.QUICK === '1';
-const cfg = shapeConfig('llama-3.2-1b', quick ? { num_hidden_layers: 4 } : {});
+const models = new RandomModels(quick ? 4 : undefined);
+const cfg = models.cfg;
 const PROMPT = quick ? 32 : 128;
 const DECODE_STEPS = quick ? 16 : 64;
 const BATCHES = [1, 4, 16];
-
-/** Fast uniform noise in [-a, a] (xorshift32): speed does not depend on the distribution. */
-function noise(n: number, a: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = (s / 4294967296 - 0.5) * 2 * a;
-  }
-  return out;
-}
-
-function denseLayer(): Record<LinearName, RuntimeLinear> {
-  const lin = {} as Record<LinearName, RuntimeLinear>;
-  LINEAR_NAMES.forEach((name, i) => {
-    const [out, inF] = linearShape(cfg, name);
-    lin[name] = denseFromWeights(noise(out * inF, 0.03, 1000 + i), out, inF);
-  });
-  return lin;
-}
-
-function modelOf(layerLinears: (l: number) => Record<LinearName, RuntimeLinear>, embedding: Float32Array): RuntimeModel {
-  const ones = new Float32Array(cfg.hiddenSize).fill(1);
-  const source: WeightSource = {
-    config: cfg,
-    label: 'random llama-3.2-1b',
-    embedding: () => embedding,
-    finalNorm: () => ones,
-    lmHead: (e) => denseFromWeights(e, cfg.vocabSize, cfg.hiddenSize),
-    layer: (index): LayerWeights => ({ index, inputNorm: ones, postAttentionNorm: ones, qNorm: null, kNorm: null, linears: layerLinears(index) }),
-    close: () => {},
-  };
-  return RuntimeModel.fromSource(source);
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -112,25 +70,11 @@ async function measure(variant: string, gpu: GpuModel, batch: number, graphs: bo
 
 async function main(): Promise<void> {
   const outPath = process.argv[2] ?? 'cuda-decode.json';
-  const t0 = performance.now();
-  const embedding = noise(cfg.vocabSize * cfg.hiddenSize, 0.05, 7);
-  const dense = denseLayer();
-  console.log(`random weights: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const packAll = (bits: 2 | 3 | 4) => {
-    const lin = {} as Record<LinearName, RuntimeLinear>;
-    for (const name of LINEAR_NAMES) lin[name] = packDense(dense[name] as DenseLinear, { bits, groupSize: 128 });
-    return lin;
-  };
-  const variants: [string, () => RuntimeModel][] = [
-    ['fp16', () => modelOf(() => dense, embedding)],
-    ['uniform 4-bit g128', () => { const p = packAll(4); return modelOf(() => p, embedding); }],
-    ['LieQ-like 2.06-bit (15x2 + 1x3, g128)', () => { const p2 = packAll(2); const p3 = packAll(3); return modelOf((l) => (l === 1 ? p3 : p2), embedding); }],
-  ];
   const rows: Row[] = [];
   let deviceName = '';
-  for (const [name, make] of variants) {
+  for (const name of VARIANTS) {
     const tl = performance.now();
-    const model = make();
+    const model = models.model(name);
     const gpu = GpuModel.load(model, { maxSeqs: 16, maxContext: PROMPT + DECODE_STEPS + 32 });
     const st = gpu.stats();
     deviceName = st.deviceName;

@@ -26,10 +26,12 @@ cudaError_t launch_embed(const __half* table, int hidden, StepRows in, int rows,
 // If add: x += add (f32 [rows, dim], the previous linear's output) first. Then
 // out fp16 [rows, out_stride] = w * x / sqrt(mean(x²) + eps), zeros in [dim, out_stride).
 cudaError_t launch_add_rmsnorm(float* x, const float* add, const float* w, int rows, int dim, float eps, __half* out,
-                               int out_stride, cudaStream_t s);
+                               int out_stride, cudaStream_t s,
+    bool pdl = false);
 
 // y [rows, n] += bias [n].
-cudaError_t launch_add_bias(float* y, const float* bias, int rows, int n, cudaStream_t s);
+cudaError_t launch_add_bias(float* y, const float* bias, int rows, int n, cudaStream_t s,
+    bool pdl = false);
 
 // q, k, v: f32 rows (row strides ldq, ldk, ldv) of heads*head_dim / kv_heads*head_dim values.
 // Optional per-head RMSNorm (q_norm/k_norm [head_dim], Qwen3), then rotate-half RoPE at each
@@ -45,7 +47,8 @@ struct QkvPostArgs {
   __half *k_cache, *v_cache;
   int heads, kv_heads, head_dim, max_context;
 };
-cudaError_t launch_qkv_post(const QkvPostArgs& a, StepRows in, int rows, cudaStream_t s);
+cudaError_t launch_qkv_post(const QkvPostArgs& a, StepRows in, int rows, cudaStream_t s,
+    bool pdl = false);
 
 // Causal GQA attention of each row's q against positions lo..pos[r] of its sequence
 // (lo = pos - window + 1 with a sliding window, else 0), scale 1/sqrt(head_dim); out fp16
@@ -57,17 +60,20 @@ struct AttentionArgs {
   int out_stride;
   int heads, kv_heads, head_dim, max_context, window;
 };
-cudaError_t launch_attention(const AttentionArgs& a, StepRows in, int rows, cudaStream_t s);
+cudaError_t launch_attention(const AttentionArgs& a, StepRows in, int rows, cudaStream_t s,
+    bool pdl = false);
 // Dynamic shared memory the attention kernel needs for `max_context` (and the opt-in it sets).
 size_t attention_smem_bytes(int max_context, int head_dim);
 cudaError_t attention_prepare(int max_context, int head_dim);
 
 // out fp16 [rows, out_stride] = silu(gate) * up over n columns (gate/up f32, row strides ldg/ldu).
 cudaError_t launch_silu_mul(const float* gate, int ldg, const float* up, int ldu, int rows, int n, __half* out,
-                            int out_stride, cudaStream_t s);
+                            int out_stride, cudaStream_t s,
+    bool pdl = false);
 
 // y f32 [rows, out] = x fp16 [rows, stride] · W fp16 [out, stride]ᵀ; rows 1..16, stride % 8 == 0.
 cudaError_t launch_dense_gemv(const __half* w, int out, int stride, const __half* x, int rows, float* y,
-                              cudaStream_t s);
+                              cudaStream_t s,
+    bool pdl = false);
 
 }  // namespace lieq

@@ -10,8 +10,10 @@
 //   -> o_proj [+bias] -> add_rmsnorm (residual) -> gate/up linear(s) [+bias] -> silu_mul
 //   -> down_proj [+bias]; then add_rmsnorm (final norm) -> lm_head -> logits f32.
 // The whole step is captured once per row count as a CUDA graph (first node: the H2D copy of
-// the row inputs from pinned memory) and replayed; the packed GEMVs use programmatic dependent
-// launch on sm_90 so their weight loads overlap the previous kernel's tail.
+// the row inputs from pinned memory) and replayed. Every kernel after the embedding uses
+// programmatic dependent launch on sm_90 (each waits for its predecessor first thing), so
+// launch latency overlaps the previous kernel; the packed GEMVs also issue their weight loads
+// before that wait.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -78,8 +80,8 @@ struct DevLinear {
 
   cudaError_t launch(const __half* x, int rows, float* y, cudaStream_t s, bool programmatic) const {
     cudaError_t e = packed ? qgemv_launch(layout, qweight, meta, x, rows, y, true, s, 0, programmatic)
-                           : launch_dense_gemv(w, out, x_stride, x, rows, y, s);
-    if (e == cudaSuccess && bias) e = launch_add_bias(y, bias, rows, out, s);
+                           : launch_dense_gemv(w, out, x_stride, x, rows, y, s, programmatic);
+    if (e == cudaSuccess && bias) e = launch_add_bias(y, bias, rows, out, s, programmatic);
     return e;
   }
 };
@@ -272,7 +274,7 @@ class GpuModel {
     for (int li = 0; li < cfg.layers; ++li) {
       DevLayer& L = layers[li];
       // attention block
-      LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, pending, L.input_norm, rows, H, cfg.eps, h, L.qkv.x_stride, stream));
+      LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, pending, L.input_norm, rows, H, cfg.eps, h, L.qkv.x_stride, stream, pdl));
       QkvPostArgs qa{};
       LIEQ_CUDA_CHECK(L.qkv.launch(h, rows, y_qkv, stream, pdl));
       if (L.fused_qkv) {
@@ -286,26 +288,26 @@ class GpuModel {
       qa.q_norm = L.q_norm, qa.k_norm = L.k_norm, qa.eps = cfg.eps, qa.cos = cos, qa.sin = sin, qa.q_out = q;
       qa.k_cache = k_cache + li * kv_layer, qa.v_cache = v_cache + li * kv_layer;
       qa.heads = cfg.heads, qa.kv_heads = cfg.kv_heads, qa.head_dim = cfg.head_dim, qa.max_context = cfg.max_context;
-      LIEQ_CUDA_CHECK(launch_qkv_post(qa, in, rows, stream));
+      LIEQ_CUDA_CHECK(launch_qkv_post(qa, in, rows, stream, pdl));
       AttentionArgs aa{};
       aa.q = q, aa.k_cache = qa.k_cache, aa.v_cache = qa.v_cache, aa.out = att, aa.out_stride = L.o.x_stride;
       aa.heads = cfg.heads, aa.kv_heads = cfg.kv_heads, aa.head_dim = cfg.head_dim, aa.max_context = cfg.max_context;
       aa.window = cfg.window;
-      LIEQ_CUDA_CHECK(launch_attention(aa, in, rows, stream));
+      LIEQ_CUDA_CHECK(launch_attention(aa, in, rows, stream, pdl));
       LIEQ_CUDA_CHECK(L.o.launch(att, rows, y_o, stream, pdl));
       // MLP block
-      LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, y_o, L.post_norm, rows, H, cfg.eps, h, L.gate_up.x_stride, stream));
+      LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, y_o, L.post_norm, rows, H, cfg.eps, h, L.gate_up.x_stride, stream, pdl));
       LIEQ_CUDA_CHECK(L.gate_up.launch(h, rows, y_gu, stream, pdl));
       if (L.fused_gate_up) {
-        LIEQ_CUDA_CHECK(launch_silu_mul(y_gu, 2 * I, y_gu + I, 2 * I, rows, I, act, L.down.x_stride, stream));
+        LIEQ_CUDA_CHECK(launch_silu_mul(y_gu, 2 * I, y_gu + I, 2 * I, rows, I, act, L.down.x_stride, stream, pdl));
       } else {
         LIEQ_CUDA_CHECK(L.up.launch(h, rows, y_up, stream, pdl));
-        LIEQ_CUDA_CHECK(launch_silu_mul(y_gu, I, y_up, I, rows, I, act, L.down.x_stride, stream));
+        LIEQ_CUDA_CHECK(launch_silu_mul(y_gu, I, y_up, I, rows, I, act, L.down.x_stride, stream, pdl));
       }
       LIEQ_CUDA_CHECK(L.down.launch(act, rows, y_down, stream, pdl));
       pending = y_down;
     }
-    LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, pending, final_norm, rows, H, cfg.eps, h, head.x_stride, stream));
+    LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, pending, final_norm, rows, H, cfg.eps, h, head.x_stride, stream, pdl));
     LIEQ_CUDA_CHECK(head.launch(h, rows, logits, stream, pdl));
   }
 };
@@ -334,7 +336,7 @@ GpuModelPtr gpu_model_create(const GpuModelConfig& c, const float* rope_cos, con
   const size_t smem = attention_smem_bytes(c.max_context, c.head_dim);
   if (smem > 200 * 1024)
     throw std::invalid_argument("gpu model: maxContext " + std::to_string(c.max_context) +
-                                " needs more shared memory than the attention kernel may use (at most ~51000 positions)");
+                                " needs more shared memory than the attention kernel may use (at most ~48900 positions)");
   GpuModelPtr m(new GpuModel());
   m->cfg = c;
   int dev = 0;
