@@ -114,3 +114,10 @@ export { resolveLayout, packedBytes, type LinearLayout } from './quant/layout.js
 export { PACKED_FORMAT, type QuantizationConfig } from './quant/packed-model.js';
 export { writeRandomCheckpoint, shapeConfig, MODEL_SHAPES, randomReader } from './io/random-model.js';
 export { loadTokenizer, type Tokenizer } from './io/tokenizer.js';
+// ---- GGUF export (lib/export) ----
+export { exportGguf, resolveExportInputs, planGgufTensors, type ExportGgufOptions, type ExportGgufResult, type ExportedTensor } from './export/export-gguf.js';
+export { GgufWriter, encodeGgufHeader, type GgufKv, type GgufTensorSpec } from './export/gguf-writer.js';
+export { readGguf, type GgufFile, type GgufTensorInfo, type GgufValue } from './export/gguf-reader.js';
+export { dequantize as ggmlDequantize } from './export/ggml-dequant.js';
+export { GgmlType, ggmlTraits, fallbackType, parseBitsTypes, DEFAULT_BITS_TYPES, type GgmlTypeName, type BitsTypeMap } from './export/ggml-types.js';
+export { ggufTensorName, permuteQkRows, ggufArchitecture } from './export/tensor-names.js';

@@ -183,6 +183,10 @@ export interface NativeAddon {
   embedGather(table: Float32Array, dim: number, ids: Int32Array, out: Float32Array): void;
   logSoftmaxNll(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, nll: Float64Array): void;
   logSoftmaxNllRef(logits: Float32Array, rows: number, vocab: number, targets: Int32Array, nll: Float64Array): void;
+  // ggml block quantizers for GGUF export (native/binding/gguf_binding.cpp; lib/export/export-gguf.ts). type = ggml type id
+  ggmlQuantize(type: number, src: Float32Array, rows: number, cols: number, dst: Uint8Array): void;
+  ggmlQuantizeAsync(type: number, src: Float32Array, rows: number, cols: number, dst: Uint8Array): Promise<void>;
+  ggmlTypeInfo(type: number): { name: string; blockSize: number; blockBytes: number } | null;
   // GPTQ (native/binding/gptq_binding.cpp; facade lib/quant/gptq.ts)
   gptqAccumulate(hessian: Float64Array, n: number, x: Float32Array, tokens: number): Promise<void>;
   gptqPrepare(hessian: Float64Array, n: number, damp: number, actOrder: boolean, perm: Int32Array, dead: Uint8Array): Promise<{ damp: number; dead: number }>;

@@ -15,6 +15,7 @@ import { registerAnalyze } from './commands/analyze.js';
 import { registerQuantize } from './commands/quantize.js';
 import { registerFarm } from './commands/farm.js';
 import { registerBench } from './commands/bench.js';
+import { registerExport } from './commands/export.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -41,6 +42,7 @@ export function buildProgram(): Command {
   registerQuantize(program);
   registerFarm(program);
   registerBench(program);
+  registerExport(program);
   return program;
 }
 

@@ -14,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_runtime(env, exports);
   register_cuda(env, exports);
   register_gptq(env, exports);
+  register_gguf(env, exports);
   return exports;
 }
 
