@@ -11,6 +11,7 @@ import { registerEval } from './commands/eval.js';
 import { registerGenerate } from './commands/generate.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerAllocate } from './commands/allocate.js';
+import { registerCompareScores } from './commands/compare-scores.js';
 import { registerAnalyze } from './commands/analyze.js';
 import { registerQuantize } from './commands/quantize.js';
 import { registerFarm } from './commands/farm.js';
@@ -39,6 +40,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerAnalyze(program);
   registerAllocate(program);
+  registerCompareScores(program);
   registerQuantize(program);
   registerFarm(program);
   registerBench(program);

@@ -5,19 +5,27 @@
 import { readFileSync } from 'node:fs';
 
 import { FileError, FormatError, UsageError } from '../util/errors.js';
+import type { CostMetric, MeasuredCosts } from './measured.js';
 import { minMax } from './stats.js';
 
 export const ANALYSIS_FORMAT = 'lieq-analysis/1';
 /**
  * Scores [ours, spec §4 and the §7 ablation]: v2 = ΔRC (default), v1 = weighted min-max
- * combination of PD, ΔRC and TEG; pd / teg alone; weights = the data-free ΔRC of W_q,k,v.
+ * combination of PD, ΔRC and TEG; pd / teg alone; weights = the data-free ΔRC of W_q,k,v;
+ * measured = each layer's measured damage when quantized alone (lib/lieq/measured.ts);
+ * hybrid = v2 pre-selects candidates, measured costs rank them. docs/scores.md has the costs.
  */
-export const SCORE_VERSIONS = ['v2', 'v1', 'pd', 'teg', 'weights'] as const;
+export const SCORE_VERSIONS = ['v2', 'v1', 'pd', 'teg', 'weights', 'measured', 'hybrid'] as const;
 export type ScoreVersion = (typeof SCORE_VERSIONS)[number];
 
 /** Scores that need Perplexity Drop measured. */
 export function scoreNeedsPd(v: ScoreVersion): boolean {
   return v === 'v1' || v === 'pd';
+}
+
+/** Scores that need measured single-layer costs (`analyze --score measured|hybrid`). */
+export function scoreNeedsMeasured(v: ScoreVersion): boolean {
+  return v === 'measured' || v === 'hybrid';
 }
 
 /** "1,1,1" -> weights of PD, ΔRC, TEG for --score v1. */
@@ -66,6 +74,8 @@ export interface Analysis {
   /** Base log-perplexity of the calibration text, when PD was measured. */
   baseLogPpl?: number;
   layers: LayerMetrics[];
+  /** Measured single-layer costs (all layers, or the hybrid candidates). */
+  measured?: MeasuredCosts;
 }
 
 export interface ScoreWeights {
@@ -78,8 +88,9 @@ export interface ScoreWeights {
  * Combined score per layer. v2: S = ΔRC (geometry only). v1: min-max normalised PD, ΔRC and
  * TEG, weighted (equal by default) [ours].
  */
-export function combineScores(a: Analysis, version: ScoreVersion, w: ScoreWeights = { pd: 1, rc: 1, teg: 1 }): number[] {
+export function combineScores(a: Analysis, version: ScoreVersion, w: ScoreWeights = { pd: 1, rc: 1, teg: 1 }, metric: CostMetric = 'kl'): number[] {
   if (version === 'v2') return a.layers.map((l) => l.deltaRC);
+  if (version === 'measured' || version === 'hybrid') return measuredScores(a, version, metric);
   if (version === 'teg') return a.layers.map((l) => l.teg);
   if (version === 'weights') return a.layers.map((l) => l.weightDeltaRC);
   if (a.layers.some((l) => l.pd === undefined))
@@ -90,6 +101,30 @@ export function combineScores(a: Analysis, version: ScoreVersion, w: ScoreWeight
   const teg = minMax(a.layers.map((l) => l.teg));
   const total = w.pd + w.rc + w.teg;
   return a.layers.map((_, i) => (w.pd * pd[i] + w.rc * rc[i] + w.teg * teg[i]) / total);
+}
+
+/**
+ * measured: each layer's cost at the lowest measured width (its damage when left at the
+ * base). hybrid: candidates rank by that cost, in [1, 2], above every other layer, which
+ * keeps its v2 order in [0, 0.5].
+ */
+function measuredScores(a: Analysis, version: 'measured' | 'hybrid', metric: CostMetric): number[] {
+  const m = a.measured;
+  const L = a.layers.length;
+  const hint = `rerun \`lieq analyze\` with --score ${version}`;
+  if (!m) throw new UsageError(`--score ${version} needs measured layer costs: ${hint}`);
+  const cost = new Map(m.layers.map((l) => [l.layer, metric === 'kl' ? l.kl[0] : l.deltaNll[0]]));
+  if (version === 'measured') {
+    if (cost.size !== L) throw new UsageError(`--score measured needs every layer measured (the analysis has ${cost.size} of ${L}): ${hint}`);
+    return a.layers.map((_, i) => cost.get(i)!);
+  }
+  const candidates = m.candidates ?? [...cost.keys()];
+  if (candidates.some((c) => !cost.has(c))) throw new UsageError(`--score hybrid: candidate layers lack measured costs: ${hint}`);
+  const scaled = minMax(candidates.map((c) => cost.get(c)!));
+  const geometry = minMax(a.layers.map((l) => l.deltaRC));
+  const out = geometry.map((g) => 0.5 * g);
+  candidates.forEach((c, i) => (out[c] = 1 + scaled[i]));
+  return out;
 }
 
 export function loadAnalysis(path: string): Analysis {

@@ -30,7 +30,8 @@ import { writeJsonAtomic } from '../util/atomic.js';
 import { UsageError } from '../util/errors.js';
 import { rng } from './allocate.js';
 import { ANALYSIS_FORMAT, type Analysis, type AnalysisSettings, type LayerMetrics } from './analysis.js';
-import { layerLinearWeights } from './plan.js';
+import { hybridCandidates, measureLayerSensitivity, resolveCandidates } from './measured.js';
+import { layerLinearWeights, type Backbone } from './plan.js';
 import { compactness, normaliseRows, resolveTopK, topKEnergy } from './spectrum.js';
 
 export interface AnalyzeOptions {
@@ -43,9 +44,22 @@ export interface AnalyzeOptions {
   topk?: string;
   /** Measure Perplexity Drop (L+1 forward passes; needed by --score v1). */
   pd?: boolean;
+  /** Measure single-layer costs (|allowed| suffix passes per layer measured; --score measured / hybrid). */
+  measure?: MeasureRequest;
   /** Cache folder; null disables caching. Default: LIEQ_CACHE_DIR or ~/.cache/lieq. */
   cacheDir?: string | null;
   onProgress?(p: { stage: string; done: number; total: number }): void;
+}
+
+export interface MeasureRequest {
+  /** 'all' layers (measured) or the v2 top candidates (hybrid). */
+  layers: 'all' | 'hybrid';
+  /** Hybrid candidate count: an integer or a percentage of the layers (default "50%", at least 2). */
+  candidates?: string;
+  allowed?: number[];
+  groupSize?: number;
+  symmetric?: boolean;
+  backbone?: Backbone;
 }
 
 /** k values whose TEG ranking is reported for rank stability (§3). */
@@ -163,6 +177,28 @@ function embedSequences(seqs: Int32Array[], h: number, rows: (ids: number[]) => 
 }
 
 export async function analyzeModel(modelDir: string, o: AnalyzeOptions = {}): Promise<Analysis> {
+  const analysis = await analyzeGeometry(modelDir, o);
+  if (!o.measure) return analysis;
+  const L = analysis.model.numLayers;
+  const candidates = o.measure.layers === 'hybrid' ? hybridCandidates(analysis.layers.map((l) => l.deltaRC), resolveCandidates(o.measure.candidates ?? '50%', L)) : undefined;
+  const model = RuntimeModel.open(analysis.model.dir, { residency: 'all' });
+  try {
+    const { calib, samples, seqlen, seed } = analysis.settings;
+    const { allowed, groupSize, symmetric, backbone } = o.measure;
+    const measured = await measureLayerSensitivity(analysis.model.dir, model, {
+      calib, samples, seqlen, seed, allowed, groupSize, symmetric, backbone,
+      layers: candidates,
+      cacheDir: o.cacheDir,
+      onProgress: o.onProgress,
+    });
+    return { ...analysis, measured: { ...measured, ...(candidates ? { candidates } : {}) } };
+  } finally {
+    model.close();
+  }
+}
+
+/** ΔRC, TEG, weight spectra and (optionally) PD of every layer; cached and resumable. */
+async function analyzeGeometry(modelDir: string, o: AnalyzeOptions): Promise<Analysis> {
   const dir = resolve(modelDir);
   const settingsIn = { calib: o.calib ?? 'wikitext2', samples: o.samples ?? 32, seqlen: o.seqlen ?? 512, seed: o.seed ?? 0, topk: o.topk ?? '1%' };
   if (!Number.isSafeInteger(settingsIn.samples) || settingsIn.samples < 1) throw new UsageError(`--samples: expected a positive integer, got ${settingsIn.samples}`);

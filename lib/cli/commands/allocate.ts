@@ -8,8 +8,11 @@ import {
   allocateRandom,
   allocateUniform,
   type Allocation,
+  type Refinement,
 } from '../../lieq/allocate.js';
-import { combineScores, loadAnalysis, SCORE_VERSIONS, parseScoreWeights } from '../../lieq/analysis.js';
+import { combineScores, loadAnalysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured, type Analysis } from '../../lieq/analysis.js';
+import { allocateMeasured, backboneQuantizer, calibrationSequences, LayerVariants, planCost, SequenceScorer, type CostMetric } from '../../lieq/measured.js';
+import { RuntimeModel } from '../../runtime/model.js';
 import { accountPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { UsageError } from '../../util/errors.js';
@@ -30,6 +33,8 @@ export interface AllocateCliOptions {
   random?: boolean;
   inverse?: boolean;
   seed: string;
+  cost?: string;
+  refineRounds?: string;
   out?: string;
   json?: boolean;
 }
@@ -41,8 +46,10 @@ export function registerAllocate(program: Command): void {
     .argument('<analysis>', 'analysis.json written by `lieq analyze`')
     .option('--bits <B>', 'nominal average-bit budget over decoder linears (e.g. 2.0556 = 2 + 2/36)')
     .option('--allowed <list>', 'allowed bit widths', '2,3,4')
-    .option('--method <m>', 'greedy | exact', 'greedy')
-    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights (data-free ΔRC of W)', 'v2')
+    .option('--method <m>', 'greedy | exact (with --score measured/hybrid: minimum summed measured cost, then refinement)', 'greedy')
+    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights (data-free ΔRC of W) | measured | hybrid', 'v2')
+    .option('--cost <m>', 'measured/hybrid: cost to minimise, kl | nll', 'kl')
+    .option('--refine-rounds <n>', 'measured/hybrid with --method exact: refinement rounds re-measuring the plan and its neighbours (0: none)', '1')
     .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
     .option('--lm-head <bits>', 'lm_head storage: 16 | 8 | 4', '16')
     .option('--group <g>', 'group size: 32 | 64 | 128', '128')
@@ -54,12 +61,13 @@ export function registerAllocate(program: Command): void {
     .option('--seed <s>', 'seed for --random', '0')
     .option('-o, --out <file>', 'write the plan here (atomically); default: print it')
     .option('--json', 'print the plan and accounting as JSON')
-    .action((analysisPath: string, o: AllocateCliOptions) => {
-      const { plan, allocation } = allocateFromAnalysis(analysisPath, o);
+    .action(async (analysisPath: string, o: AllocateCliOptions) => {
+      const { plan, allocation } = await allocateFromAnalysis(analysisPath, o);
       const cfg = loadConfig(loadAnalysis(analysisPath).model.dir);
       const acc = accountPlan(plan, cfg);
       if (o.out) writeJsonAtomic(o.out, plan);
-      if (o.json) return printJson({ plan, accounting: acc, order: allocation.order });
+      const refinement = 'refinement' in allocation ? (allocation.refinement as Refinement) : undefined;
+      if (o.json) return printJson({ plan, accounting: acc, order: allocation.order, ...(refinement ? { refinement } : {}) });
       if (!o.out) printJson(plan);
       process.stdout.write(
         table(['layer', 'bits', 'group', 'bits/weight', 'bytes'], acc.perLayer.map((l) => [l.layer, l.bits, l.groupSize, l.bitsPerWeight.toFixed(3), formatBytes(l.bytes)]), ['right', 'right', 'right', 'right', 'right']) + '\n',
@@ -68,11 +76,13 @@ export function registerAllocate(program: Command): void {
         `nominal ${acc.nominalBits.toFixed(4)} bits (decoder linears, payload only); true ${acc.decoderBitsPerWeight.toFixed(4)} bits/weight with scales/zeros; ` +
           `whole model ${acc.modelBitsPerWeight.toFixed(3)} bits/weight, ${formatBytes(acc.packedBytes)} (fp16 ${formatBytes(acc.fp16Bytes)})\n`,
       );
+      if (refinement)
+        process.stdout.write(`refinement: measured ${o.cost ?? 'kl'} ${refinement.startCost.toFixed(4)} (DP plan) -> ${refinement.cost.toFixed(4)} after ${refinement.evaluations} plan measurements\n`);
       if (o.out) process.stdout.write(`plan written to ${o.out}\n`);
     });
 }
 
-export function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions): { plan: Plan; allocation: Allocation } {
+export async function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions): Promise<{ plan: Plan; allocation: Allocation }> {
   const a = loadAnalysis(analysisPath);
   const cfg = loadConfig(a.model.dir);
   const group = parseInteger(o.group, '--group', 32);
@@ -87,14 +97,45 @@ export function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions
     return { allocation, plan: makePlan(cfg, allocation.bits, { ...common, method: 'uniform' }) };
   }
   if (o.bits === undefined) throw new UsageError('--bits: a budget is required (or pass --uniform B)');
-  const inp = { scores: combineScores(a, score, parseScoreWeights(o.scoreWeights)), weights: a.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits, '--bits') };
+  const metric = parseChoice(o.cost ?? 'kl', '--cost', ['kl', 'nll'] as const);
+  const inp = { scores: combineScores(a, score, parseScoreWeights(o.scoreWeights), metric), weights: a.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits, '--bits') };
   let allocation: Allocation;
   if (o.random) allocation = allocateRandom(inp, parseInteger(o.seed, '--seed', 0));
   else if (o.inverse) allocation = allocateInverse(inp);
   else {
     const method = parseChoice(o.method, '--method', ['greedy', 'exact'] as const);
-    allocation = method === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
+    if (method === 'exact' && scoreNeedsMeasured(score)) allocation = await allocateWithMeasuredCosts(analysisPath, a, { ...inp, metric, rounds: parseInteger(o.refineRounds ?? '1', '--refine-rounds', 0), common });
+    else allocation = method === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
   }
   const plan = makePlan(cfg, allocation.bits, { ...common, method: allocation.method, budget: inp.budget, score, seed: allocation.seed });
   return { plan, allocation };
+}
+
+/**
+ * DP on the analysis's measured costs, then the refinement pass, which re-measures whole plans
+ * on the analysis's calibration sequences (one full forward pass per plan).
+ */
+async function allocateWithMeasuredCosts(
+  path: string,
+  a: Analysis,
+  o: { weights: number[]; allowed: number[]; budget: number; metric: CostMetric; rounds: number; common: { groupSize: number; backbone: Backbone; symmetric: boolean } },
+): Promise<Allocation> {
+  const m = a.measured!;
+  const mismatch = (
+    [
+      ['--group', o.common.groupSize, m.settings.groupSize],
+      ['--backbone', o.common.backbone, m.settings.backbone],
+      ['--symmetric', o.common.symmetric, m.settings.symmetric],
+    ] as const
+  ).find(([, want, have]) => want !== have);
+  if (mismatch) throw new UsageError(`${path}: costs were measured with ${mismatch[0]} ${mismatch[2]}, the plan asks for ${mismatch[1]}: pass the same setting or rerun \`lieq analyze\` with it`);
+  if (o.rounds === 0) return allocateMeasured(m, o.weights, o);
+  const model = RuntimeModel.open(a.model.dir, { residency: 'all' });
+  try {
+    const scorer = new SequenceScorer(model, await calibrationSequences(a.model.dir, m.settings));
+    const variants = new LayerVariants(model, backboneQuantizer(m.settings.backbone), m.settings.groupSize, m.settings.symmetric);
+    return await allocateMeasured(m, o.weights, { ...o, evaluate: planCost(scorer, variants, o.metric) });
+  } finally {
+    model.close();
+  }
 }
