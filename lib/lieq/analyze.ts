@@ -229,7 +229,9 @@ async function analyzeGeometry(modelDir: string, o: AnalyzeOptions): Promise<Ana
       if (cached.format === ANALYSIS_FORMAT && cached.model.fingerprint === fingerprint) {
         analysis.layers = cached.layers;
         analysis.baseLogPpl = cached.baseLogPpl;
-        if (analysis.layers.length === L) return analysis;
+        // Complete only if every requested metric is there: a run killed during the PD stage
+        // has all layers' geometry cached but not their PD.
+        if (analysis.layers.length === L && (!o.pd || analysis.layers.every((l) => l.pd !== undefined))) return analysis;
       }
     }
     const save = () => {
@@ -273,7 +275,8 @@ async function analyzeGeometry(modelDir: string, o: AnalyzeOptions): Promise<Ana
       const wspec = capture ? await weightSpectra(model.layer(l).linears, ks) : null;
       return { next, spectra, wspec };
     };
-    for (let l = 0; l < L; l++) {
+    // Walk only as far as the last layer still missing (a resumed PD stage walks none).
+    for (let l = 0; l < L && analysis.layers.length < L; l++) {
       const capture = l >= analysis.layers.length;
       const a = await step(trained, l, hsTrained, capture);
       const b = await step(reference, l, hsRef, capture);

@@ -5,20 +5,26 @@
  * Layers whose plan backbone is 'gptq' are calibrated layer-sequentially (gptq-calibrate.ts):
  * the calibration hidden states of one layer boundary are then held as well.
  */
-import { writeFileSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, type ModelConfig } from '../io/config.js';
+import { CONFIG_FILE, linearTensorName, LINEAR_NAMES, type ModelConfig } from '../io/config.js';
 import { openModel } from '../io/model.js';
-import { asBytes, SafetensorsWriter } from '../io/safetensors.js';
+import { asBytes, SafetensorsWriter, type TensorSpec } from '../io/safetensors.js';
 import { quantizeLinear, type PackedLinear, type QuantMethodName } from '../kernels/quant.js';
 import type { PackedBits } from '../kernels/packed-format.js';
 import { accountPlan, checkPlanFits, type Plan } from '../lieq/plan.js';
 import { native, NativeDType } from '../native.js';
 import { packedLinear, type RuntimeLinear } from '../runtime/linear.js';
 import { RuntimeModel, tensorSource, withLinears, type LayerWeights } from '../runtime/model.js';
+import { modelFingerprint } from '../lieq/analyze.js';
+import { loadEvalText } from '../runtime/perplexity.js';
 import { buildDirAtomic } from '../util/atomic.js';
-import { DataError } from '../util/errors.js';
+import { DataError, FileError } from '../util/errors.js';
+import { acquireOutputLock, type OutputLock } from '../util/lock.js';
+import { checkpointLayer, LayerCheckpoints, layerSpecs } from './checkpoint.js';
+import { estimateQuantizeMemory, planMemory } from './memory-budget.js';
 import { calibrationInputs, CALIBRATION_DEFAULTS, propagateLayer, quantizeLayerGptq, type CalibrationOptions, type GptqLayerOptions } from './gptq-calibrate.js';
 import { packedNames, quantizationConfig, quantizedTensorSpecs } from './packed-model.js';
 import { padColumns, resolveLayout, type LinearLayout } from './layout.js';
@@ -27,11 +33,20 @@ export interface QuantizeModelOptions {
   plan: Plan;
   /** Output directory (must not exist unless `force`). */
   out: string;
+  /** Replace an existing output; discard checkpoints of a run with different inputs. */
   force?: boolean;
+  /** Reuse the layer checkpoints of an interrupted run with the same inputs (default true). */
+  resume?: boolean;
+  /** A lock on `out` the caller already holds (else one is taken and released here). */
+  lock?: OutputLock;
+  /** Refuse to start when one layer's working set (+ GPTQ calibration) would exceed this (memory-budget.ts). */
+  maxMemoryBytes?: number;
+  /** Warnings (stale lock taken over, corrupt checkpoint recomputed); default: stderr. */
+  warn?: (msg: string) => void;
   /** RTN grid: 'mse' (clipping search, default [ours] per spec §6) or 'minmax'. */
   rtn?: QuantMethodName;
   /** Extra files to put in the output directory (report, charts), by relative name. */
-  extraFiles?: (tmpDir: string) => Promise<void> | void;
+  extraFiles?: (tmpDir: string, run: { resumedLayers: number; seconds: number; peakRssBytes: number }) => Promise<void> | void;
   onProgress?(p: { done: number; total: number; stage: string }): void;
   /** Settings of the layers whose plan backbone is 'gptq' (defaults: CALIBRATION_DEFAULTS, GPTQ_DEFAULTS). */
   gptq?: GptqModelOptions;
@@ -48,6 +63,8 @@ export interface QuantizeModelResult {
   peakRssBytes: number;
   /** Calibration tokens of the GPTQ layers (0 when every layer is RTN). */
   calibrationTokens: number;
+  /** Layers taken from the checkpoints of an interrupted run. */
+  resumedLayers: number;
 }
 
 export async function quantizeWeight(w: Float32Array, out: number, layout: LinearLayout, bits: number, symmetric: boolean, rtn: QuantMethodName): Promise<PackedLinear> {
@@ -83,100 +100,152 @@ async function quantizeLayerRtnPlan(layer: LayerWeights, bits: number, groupSize
   return withLinears(layer, linears);
 }
 
-function writePacked(w: SafetensorsWriter, weightName: string, p: PackedLinear): void {
-  const n = packedNames(weightName);
-  w.write(n.qweight, p.qweight);
-  w.write(n.scales, asBytes(p.scales));
-  if (!p.symmetric) w.write(n.zeros, p.zeros!);
+/**
+ * Test hook (test/quant/resume.test.ts): LIEQ_TEST_CRASH_AT=layer:K kills the process with
+ * SIGKILL right after layer K's checkpoint is written; =assembled right before the finished
+ * temp directory is renamed into place. Unset in normal use.
+ */
+function crashPoint(at: string): void {
+  if (process.env.LIEQ_TEST_CRASH_AT === at) process.kill(process.pid, 'SIGKILL');
+}
+
+/** Package version (part of the resume key: a different lieq may write different bytes). */
+function lieqVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Everything that changes the output bytes: the resume key of the checkpoints. */
+function resumeInputs(dir: string, plan: Plan, rtn: QuantMethodName, gptq: GptqModelOptions & { calibration: CalibrationOptions } | null): Record<string, unknown> {
+  return {
+    lieq: lieqVersion(),
+    model: { dir, fingerprint: modelFingerprint(dir) },
+    plan,
+    rtn,
+    gptq: gptq
+      ? {
+          damp: gptq.damp, actOrder: gptq.actOrder, blockSize: gptq.blockSize, trueSequential: gptq.trueSequential, method: gptq.method,
+          calibration: { ...gptq.calibration, text: createHash('sha256').update(loadEvalText(gptq.calibration.data).text).digest('hex') },
+        }
+      : null,
+  };
 }
 
 export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): Promise<QuantizeModelResult> {
   const t0 = performance.now();
   const dir = resolve(modelDir);
-  const m = openModel(dir);
+  const out = resolve(o.out);
+  const warn = o.warn ?? ((m: string) => process.stderr.write(`lieq: warning: ${m}\n`));
+  const lock = o.lock ?? acquireOutputLock(out, 'quantize', warn);
+  let m: ReturnType<typeof openModel> | undefined;
   let peakRss = process.memoryUsage().rss;
   const sampleRss = () => {
     peakRss = Math.max(peakRss, process.memoryUsage().rss);
   };
   try {
+    if (existsSync(out) && !o.force) throw new FileError(out, 'output already exists (pass --force to replace it)');
+    m = openModel(dir);
+    const ck = m.checkpoint;
     const cfg: ModelConfig = m.config;
     checkPlanFits(o.plan, cfg);
     const rtn = o.rtn ?? 'mse';
     const specs = quantizedTensorSpecs(cfg, o.plan);
     const acc = accountPlan(o.plan, cfg);
-    const total = cfg.numLayers + 2;
-    let done = 0;
+    const L = cfg.numLayers;
+    const anyGptq = o.plan.layers.some((lp) => lp.backbone === 'gptq');
+    const gptqOpts = { ...o.gptq, calibration: { ...CALIBRATION_DEFAULTS, ...o.gptq?.calibration } };
+    const mem = planMemory(cfg, estimateQuantizeMemory(cfg, o.plan, anyGptq ? gptqOpts.calibration : null, process.memoryUsage().rss), o.maxMemoryBytes, anyGptq ? gptqOpts.calibration : null);
+    const work = LayerCheckpoints.open(out, resumeInputs(dir, o.plan, rtn, anyGptq ? gptqOpts : null), { force: o.force, resume: o.resume, numLayers: L, warn });
+    const resumedLayers = work.count;
+
+    const total = L + 2;
+    let done = resumedLayers;
     let calibrationTokens = 0;
+    if (resumedLayers > 0) o.onProgress?.({ done, total, stage: `resuming: ${resumedLayers} of ${L} layers checkpointed` });
+    const read = (name: string) => {
+      const x = ck.readF32(name);
+      checkFinite(x, ck.info(name).file, name);
+      return x;
+    };
+    const emb = 'model.embed_tokens.weight';
+
+    // 1. Every layer without a checkpoint: quantize it and checkpoint its output tensors.
+    const layers = RuntimeModel.fromSource(tensorSource(cfg, { has: (n) => ck.has(n), readF32: read }, dir), { residency: 'streaming', layersOnly: true });
+    // Calibration states are needed up to the last GPTQ layer still to do (finished layers are
+    // replayed from their checkpoints to rebuild them: the sequential protocol's inputs).
+    const lastGptq = o.plan.layers.reduce((last, lp, i) => (lp.backbone === 'gptq' && !work.has(i) ? i : last), -1);
+    let hidden: Float32Array[] | null = null;
+    if (lastGptq >= 0) {
+      const c = await calibrationInputs(dir, cfg, gptqOpts.calibration, (ids) => {
+        const x = ck.readRowsF32(emb, ids);
+        checkFinite(x, ck.info(emb).file, emb);
+        return x;
+      });
+      hidden = c.hidden;
+      calibrationTokens = c.tokens;
+      o.onProgress?.({ done, total, stage: `calibration ${c.hidden.length} × ${c.seqlen} tokens` });
+    } else if (anyGptq) {
+      calibrationTokens = gptqOpts.calibration.samples * Math.min(gptqOpts.calibration.seqlen, cfg.maxPositionEmbeddings);
+    }
+    for (let l = 0; l < L; l++) {
+      const lp = o.plan.layers[l];
+      if (work.has(l)) {
+        if (hidden && l < lastGptq) {
+          const f = work.open(l);
+          try {
+            propagateLayer(layers, checkpointLayer(f, cfg, o.plan, l), hidden);
+          } finally {
+            f.close();
+          }
+          sampleRss();
+        }
+        continue;
+      }
+      const dense = layers.layer(l);
+      const q = lp.backbone === 'gptq'
+        ? await quantizeLayerGptq(layers, dense, hidden!, { ...gptqOpts, bits: lp.bits, groupSize: lp.groupSize, symmetric: o.plan.symmetric })
+        : await quantizeLayerRtnPlan(dense, lp.bits, lp.groupSize, o.plan.symmetric, rtn);
+      sampleRss();
+      work.write(l, layerSpecs(specs, l), layerTensors(cfg, specs, l, dense, q));
+      crashPoint(`layer:${l}`);
+      // Sequential protocol: the next GPTQ layer sees the outputs of this quantized layer.
+      if (hidden && l < lastGptq) {
+        propagateLayer(layers, q, hidden);
+        sampleRss();
+      }
+      o.onProgress?.({ done: ++done, total, stage: `layer ${l} at ${lp.bits} bits${lp.backbone === 'gptq' ? ' (gptq)' : ''}` });
+    }
+    hidden = null;
+
+    // 2. Assemble the output from the checkpoints in a temp directory; rename it into place.
+    const block = mem.blockRows;
+    const V = cfg.vocabSize;
+    // Embedding (and a packed tied head) in blocks of rows: never the whole vocab × hidden
+    // table in f32 at once.
+    const rowsOf = (name: string, r0: number) => {
+      const ids = Array.from({ length: Math.min(block, V - r0) }, (_, i) => r0 + i);
+      const x = ck.readRowsF32(name, ids);
+      checkFinite(x, ck.info(name).file, name);
+      return x;
+    };
     await buildDirAtomic(
-      resolve(o.out),
+      out,
       async (tmp) => {
-        const file = join(tmp, 'model.safetensors');
-        const w = SafetensorsWriter.create(file, specs, { format: 'lieq-packed/1', source: dir });
+        const w = SafetensorsWriter.create(join(tmp, 'model.safetensors'), specs, { format: 'lieq-packed/1', source: dir });
         try {
-          const read = (name: string) => {
-            const x = m.checkpoint.readF32(name);
-            checkFinite(x, m.checkpoint.info(name).file, name);
-            return x;
-          };
-          // Embedding (and a packed tied head) in blocks of rows: never the whole vocab × hidden
-          // table in f32 at once.
-          const emb = 'model.embed_tokens.weight';
-          const V = cfg.vocabSize;
-          const block = Math.max(1, Math.floor((64 * 2 ** 20) / (4 * cfg.hiddenSize)));
-          const rowsOf = (name: string, r0: number) => {
-            const ids = Array.from({ length: Math.min(block, V - r0) }, (_, i) => r0 + i);
-            const x = m.checkpoint.readRowsF32(name, ids);
-            checkFinite(x, m.checkpoint.info(name).file, name);
-            return x;
-          };
           for (let r0 = 0; r0 < V; r0 += block) w.write(emb, f16Bytes(rowsOf(emb, r0)));
           o.onProgress?.({ done: ++done, total, stage: 'embeddings' });
-          // Decoder layers as LayerWeights (f32, checked finite), read one at a time.
-          const layers = RuntimeModel.fromSource(tensorSource(cfg, { has: (n) => m.checkpoint.has(n), readF32: read }, dir), { residency: 'streaming', layersOnly: true });
-          const lastGptq = o.plan.layers.reduce((last, lp, i) => (lp.backbone === 'gptq' ? i : last), -1);
-          const gptqOpts = o.gptq ?? {};
-          let calib: { model: RuntimeModel; hidden: Float32Array[] } | null = null;
-          if (lastGptq >= 0) {
-            const c = await calibrationInputs(dir, cfg, { ...CALIBRATION_DEFAULTS, ...gptqOpts.calibration }, (ids) => {
-              const x = m.checkpoint.readRowsF32(emb, ids);
-              checkFinite(x, m.checkpoint.info(emb).file, emb);
-              return x;
-            });
-            calib = { model: layers, hidden: c.hidden };
-            calibrationTokens = c.tokens;
-            o.onProgress?.({ done, total, stage: `calibration ${c.hidden.length} × ${c.seqlen} tokens` });
+          for (let l = 0; l < L; l++) {
+            const f = work.open(l);
+            try {
+              for (const s of layerSpecs(specs, l)) w.write(s.name, f.readBytes(s.name));
+            } finally {
+              f.close();
+            }
           }
-          for (let l = 0; l < cfg.numLayers; l++) {
-            const lp = o.plan.layers[l];
-            const p = `model.layers.${l}`;
-            const dense = layers.layer(l);
-            // The unit of work (and of a future resume): one layer in, its packed tensors out.
-            const q = lp.backbone === 'gptq'
-              ? await quantizeLayerGptq(calib!.model, dense, calib!.hidden, { ...gptqOpts, bits: lp.bits, groupSize: lp.groupSize, symmetric: o.plan.symmetric })
-              : await quantizeLayerRtnPlan(dense, lp.bits, lp.groupSize, o.plan.symmetric, rtn);
-            sampleRss();
-            w.write(`${p}.input_layernorm.weight`, asBytes(dense.inputNorm));
-            for (const name of LINEAR_NAMES) {
-              const wn = linearTensorName(l, name);
-              const lin = q.linears[name];
-              if (lin.kind !== 'packed') throw new DataError(`layer ${l} ${name}: was not quantized`);
-              writePacked(w, wn, lin.packed);
-              const bias = wn.replace(/weight$/, 'bias');
-              if (specs.some((s) => s.name === bias)) w.write(bias, asBytes(lin.bias!));
-            }
-            if (cfg.qkNorm) {
-              w.write(`${p}.self_attn.q_norm.weight`, asBytes(dense.qNorm!));
-              w.write(`${p}.self_attn.k_norm.weight`, asBytes(dense.kNorm!));
-            }
-            w.write(`${p}.post_attention_layernorm.weight`, asBytes(dense.postAttentionNorm));
-            // Sequential protocol: the next GPTQ layer sees the outputs of this quantized layer.
-            if (calib && l < lastGptq) {
-              propagateLayer(calib.model, q, calib.hidden);
-              sampleRss();
-            }
-            o.onProgress?.({ done: ++done, total, stage: `layer ${l} at ${lp.bits} bits${lp.backbone === 'gptq' ? ' (gptq)' : ''}` });
-          }
-          if (calib) calib.hidden.length = 0;
           w.write('model.norm.weight', asBytes(read('model.norm.weight')));
           if (o.plan.lmHeadBits === 16) {
             if (!cfg.tieWordEmbeddings) w.write('lm_head.weight', f16Bytes(read('lm_head.weight')));
@@ -214,13 +283,42 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
             /* optional file */
           }
         }
-        await o.extraFiles?.(tmp);
+        await o.extraFiles?.(tmp, { resumedLayers, seconds: (performance.now() - t0) / 1000, peakRssBytes: peakRss });
+        crashPoint('assembled');
         o.onProgress?.({ done: ++done, total, stage: 'written' });
       },
       o.force,
     );
-    return { out: resolve(o.out), seconds: (performance.now() - t0) / 1000, bytesWritten: acc.packedBytes, peakRssBytes: peakRss, calibrationTokens };
+    // The output is in place: the checkpoints are no longer needed (a crash before this line
+    // leaves them behind; the next run with --force reuses them, any other run ignores them).
+    work.remove();
+    return { out, seconds: (performance.now() - t0) / 1000, bytesWritten: acc.packedBytes, peakRssBytes: peakRss, calibrationTokens, resumedLayers };
   } finally {
-    m.close();
+    m?.close();
+    if (!o.lock) lock.release();
   }
+}
+
+/** Layer `l`'s output tensors by name: norms from the source layer, packed linears and biases from `q`. */
+function layerTensors(cfg: ModelConfig, specs: readonly TensorSpec[], l: number, dense: LayerWeights, q: LayerWeights): Map<string, Uint8Array> {
+  const p = `model.layers.${l}`;
+  const t = new Map<string, Uint8Array>();
+  t.set(`${p}.input_layernorm.weight`, asBytes(dense.inputNorm));
+  for (const name of LINEAR_NAMES) {
+    const wn = linearTensorName(l, name);
+    const lin = q.linears[name];
+    if (lin.kind !== 'packed') throw new DataError(`layer ${l} ${name}: was not quantized`);
+    const n = packedNames(wn);
+    t.set(n.qweight, lin.packed.qweight);
+    t.set(n.scales, asBytes(lin.packed.scales));
+    if (lin.packed.zeros) t.set(n.zeros, lin.packed.zeros);
+    const bias = wn.replace(/weight$/, 'bias');
+    if (specs.some((s) => s.name === bias)) t.set(bias, asBytes(lin.bias!));
+  }
+  if (cfg.qkNorm) {
+    t.set(`${p}.self_attn.q_norm.weight`, asBytes(dense.qNorm!));
+    t.set(`${p}.self_attn.k_norm.weight`, asBytes(dense.kNorm!));
+  }
+  t.set(`${p}.post_attention_layernorm.weight`, asBytes(dense.postAttentionNorm));
+  return t;
 }

@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 
-import { loadConfig } from '../../io/config.js';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+
+import { loadConfig, type ModelConfig } from '../../io/config.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
 import { allocateExact, allocateGreedy, allocateUniform } from '../../lieq/allocate.js';
 import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsPd } from '../../lieq/analysis.js';
@@ -9,11 +12,13 @@ import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, typ
 import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
 import { openRuntimeModel } from '../../quant/packed-source.js';
 import { checkCalibration, type CalibrationOptions } from '../../quant/gptq-calibrate.js';
+import { parseByteSize } from '../../quant/memory-budget.js';
 import { quantizeModel, type GptqModelOptions } from '../../quant/quantize-model.js';
 import { RuntimeModel } from '../../runtime/model.js';
 import { loadEvalText, perplexity } from '../../runtime/perplexity.js';
 import { resolveModelArg } from '../../util/data-dir.js';
-import { UsageError } from '../../util/errors.js';
+import { FileError, UsageError } from '../../util/errors.js';
+import { acquireOutputLock, type OutputLock } from '../../util/lock.js';
 import { formatBytes, printJson, table } from '../format.js';
 import { parseBits, parseChoice, parseInteger, parseNumber } from '../options.js';
 import { progressBar } from '../progress.js';
@@ -45,8 +50,13 @@ interface QuantizeCli {
   actOrder?: boolean;
   gptqGrid: string;
   force?: boolean;
+  resume: boolean;
+  maxMemory?: string;
   json?: boolean;
 }
+
+/** The report of one run; `resumedLayers` counts the layers taken from an interrupted run's checkpoints. */
+export type QuantizeRunReport = QuantizeReport & { resumedLayers: number };
 
 export function registerQuantize(program: Command): void {
   program
@@ -78,7 +88,9 @@ export function registerQuantize(program: Command): void {
     .option('--damp <f>', 'GPTQ damping, fraction of the mean Hessian diagonal', '0.01')
     .option('--act-order', 'GPTQ: quantize columns by descending Hessian diagonal (static groups)')
     .option('--gptq-grid <g>', 'GPTQ group grid: mse (clipping search, as RTN) | minmax', 'mse')
-    .option('--force', 'replace an existing output directory')
+    .option('--force', 'replace an existing output directory; discard checkpoints of an interrupted run with other arguments')
+    .option('--no-resume', 'recompute every layer even if an interrupted run with the same arguments left checkpoints')
+    .option('--max-memory <size>', 'refuse to start unless one layer (+ GPTQ calibration) fits in this (e.g. 4GiB); bounds the embedding blocks')
     .option('--json', 'print the report JSON')
     .action(async (model: string, o: QuantizeCli) => {
       const report = await runQuantize(resolveModelArg(model), o);
@@ -87,8 +99,20 @@ export function registerQuantize(program: Command): void {
     });
 }
 
-export async function runQuantize(dir: string, o: QuantizeCli): Promise<QuantizeReport> {
+export async function runQuantize(dir: string, o: QuantizeCli): Promise<QuantizeRunReport> {
   const cfg = loadConfig(dir);
+  const maxMemoryBytes = o.maxMemory !== undefined ? parseByteSize(o.maxMemory) : undefined;
+  // Lock the output before any work (analysis, evaluation): a second run fails at once.
+  const lock = acquireOutputLock(resolve(o.out), 'quantize');
+  try {
+    if (existsSync(o.out) && !o.force) throw new FileError(resolve(o.out), 'output already exists (pass --force to replace it)');
+    return await runQuantizeLocked(dir, cfg, o, lock, maxMemoryBytes);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runQuantizeLocked(dir: string, cfg: ModelConfig, o: QuantizeCli, lock: OutputLock, maxMemoryBytes: number | undefined): Promise<QuantizeRunReport> {
   const quiet = !!o.json;
   const group = parseInteger(o.group, '--group', 32);
   const common = {
@@ -154,16 +178,19 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
   }
 
   const bar = progressBar('quantize', 'steps', !quiet);
-  let report!: QuantizeReport;
+  let report!: QuantizeRunReport;
   try {
     if (plan.layers.some((l) => l.backbone === 'gptq')) loadEvalText(gptq.calibration.data); // a missing file fails before any work
     const res = await quantizeModel(dir, {
       plan,
       out: o.out,
       force: o.force,
+      resume: o.resume,
+      lock,
+      maxMemoryBytes,
       gptq,
       onProgress: (p) => bar.update(p.done, p.total, p.stage),
-      extraFiles: async (tmp) => {
+      extraFiles: async (tmp, run) => {
         let after: QuantizeReport['perplexityAfter'];
         if (ids) {
           const q = openRuntimeModel(tmp);
@@ -173,7 +200,7 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
             q.close();
           }
         }
-        report = finaliseReport({
+        report = { ...finaliseReport({
           model: dir,
           out: o.out,
           plan,
@@ -183,10 +210,11 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
           ...(sensitivity ? { sensitivity } : {}),
           ...(before ? { perplexityBefore: before } : {}),
           ...(after ? { perplexityAfter: after } : {}),
-          quantizeSeconds: 0,
-          peakRssBytes: process.memoryUsage().rss,
+          // Run facts (differ between runs; every other byte of the output is deterministic).
+          quantizeSeconds: run.seconds,
+          peakRssBytes: Math.max(run.peakRssBytes, process.memoryUsage().rss),
           date: new Date().toISOString(),
-        });
+        }), resumedLayers: run.resumedLayers };
         await writeReport(tmp, report);
       },
     });
@@ -227,6 +255,8 @@ export function renderQuantize(r: QuantizeReport): string {
   lines.push(`size: ${formatBytes(a.packedBytes)} packed vs ${formatBytes(a.fp16Bytes)} fp16`);
   if (r.perplexityBefore) lines.push(`perplexity (${r.perplexityBefore.dataset}, ${r.perplexityBefore.windows}×${r.perplexityBefore.ctx}): full precision ${r.perplexityBefore.perplexity.toFixed(4)} -> quantized ${r.perplexityAfter?.perplexity.toFixed(4)}`);
   if (r.spearmanScoreVsSensitivity !== undefined) lines.push(`Spearman(score, single-layer sensitivity) = ${r.spearmanScoreVsSensitivity.toFixed(3)}`);
+  const resumed = (r as Partial<QuantizeRunReport>).resumedLayers;
+  if (resumed) lines.push(`resumed: ${resumed} of ${r.plan.layers.length} layers from the checkpoints of an interrupted run`);
   lines.push(`wrote ${r.out} (report.md, report.json, charts/) in ${r.quantizeSeconds.toFixed(2)} s; peak RSS ${formatBytes(r.peakRssBytes)}`);
   return lines.join('\n') + '\n';
 }
