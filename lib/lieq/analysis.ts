@@ -18,6 +18,28 @@ export const ANALYSIS_FORMAT = 'lieq-analysis/1';
 export const SCORE_VERSIONS = ['v2', 'v1', 'pd', 'teg', 'weights', 'measured', 'hybrid'] as const;
 export type ScoreVersion = (typeof SCORE_VERSIONS)[number];
 
+/**
+ * The default score. Measured single-layer costs with the exact allocation found the
+ * exhaustive optimum at every budget on both shipped models, where every geometry score (the
+ * paper's v2 included) was 53–151% worse in perplexity (docs/scores.md, docs/results.md), so
+ * `measured` is the default wherever costs can be measured; `auto` (for `lieq allocate`, which
+ * reads an existing analysis) picks measured/hybrid when the analysis has costs, else v2.
+ */
+export const DEFAULT_SCORE: ScoreVersion = 'measured';
+
+export function resolveScore(spec: string, a: Analysis | undefined, parse: (v: string) => ScoreVersion): ScoreVersion {
+  if (spec !== 'auto') return parse(spec);
+  if (!a) return DEFAULT_SCORE;
+  if (a.measured) return a.measured.candidates ? 'hybrid' : 'measured';
+  return 'v2';
+}
+
+/** `--method auto`: the exact DP where measured costs exist (greedy promotion wastes them), greedy otherwise. */
+export function resolveMethod(spec: string, score: ScoreVersion, parse: (v: string) => 'greedy' | 'exact'): 'greedy' | 'exact' {
+  if (spec !== 'auto') return parse(spec);
+  return scoreNeedsMeasured(score) ? 'exact' : 'greedy';
+}
+
 /** Scores that need Perplexity Drop measured. */
 export function scoreNeedsPd(v: ScoreVersion): boolean {
   return v === 'v1' || v === 'pd';

@@ -22,13 +22,14 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { quantizeLayerGptq } from '../quant/gptq-calibrate.js';
 import { quantizeLayerRtn } from '../quant/quantize-layer.js';
 import { embedTokens, logitsFromHidden, runLayer } from '../runtime/forward.js';
-import type { LayerWeights, RuntimeModel } from '../runtime/model.js';
+import { RuntimeModel, type LayerWeights } from '../runtime/model.js';
 import { logSoftmaxNll } from '../runtime/ops.js';
 import { loadEvalText } from '../runtime/perplexity.js';
 import { writeJsonAtomic } from '../util/atomic.js';
 import { UsageError } from '../util/errors.js';
 import { allocateMinCost, nominalAverage, refineAllocation, type Allocation, type Refinement } from './allocate.js';
 import { defaultCacheDir, modelFingerprint, sampleCalibration } from './analyze.js';
+import type { Analysis } from './analysis.js';
 import type { Backbone } from './plan.js';
 
 /** What a quantizer backbone gets besides the layer's weights. */
@@ -422,4 +423,36 @@ export async function allocateMeasured(
   if (!o.evaluate || (o.rounds ?? 1) < 1) return start;
   const refinement = await refineAllocation(start.bits, { weights, allowed, budget: o.budget, movable: m.layers.map((l) => l.layer) }, o.evaluate, { rounds: o.rounds ?? 1 });
   return { ...start, bits: refinement.bits, nominalBits: nominalAverage(refinement.bits, weights), refinement };
+}
+
+/**
+ * Allocation from an analysis's measured costs (`allocate --method exact`, and `quantize --bits`
+ * with the default score): the DP over the additive model, then `rounds` refinement rounds that
+ * re-measure whole plans on the analysis's calibration sequences (one forward pass per plan).
+ * `label` names the analysis in errors (its file, or the model).
+ */
+export async function allocateFromMeasuredAnalysis(
+  label: string,
+  a: Analysis,
+  o: { weights: number[]; allowed: number[]; budget: number; metric: CostMetric; rounds: number; common: { groupSize: number; backbone: Backbone; symmetric: boolean } },
+): Promise<Allocation> {
+  const m = a.measured;
+  if (!m) throw new UsageError(`${label}: has no measured costs: run \`lieq analyze --score measured\` (or hybrid)`);
+  const mismatch = (
+    [
+      ['--group', o.common.groupSize, m.settings.groupSize],
+      ['--backbone', o.common.backbone, m.settings.backbone],
+      ['--symmetric', o.common.symmetric, m.settings.symmetric],
+    ] as const
+  ).find(([, want, have]) => want !== have);
+  if (mismatch) throw new UsageError(`${label}: costs were measured with ${mismatch[0]} ${mismatch[2]}, the plan asks for ${mismatch[1]}: pass the same setting or rerun \`lieq analyze\` with it`);
+  if (o.rounds === 0) return allocateMeasured(m, o.weights, o);
+  const model = RuntimeModel.open(a.model.dir, { residency: 'all' });
+  try {
+    const scorer = new SequenceScorer(model, await calibrationSequences(a.model.dir, m.settings));
+    const variants = new LayerVariants(model, backboneQuantizer(m.settings.backbone), m.settings.groupSize, m.settings.symmetric);
+    return await allocateMeasured(m, o.weights, { ...o, evaluate: planCost(scorer, variants, o.metric) });
+  } finally {
+    model.close();
+  }
 }

@@ -174,11 +174,21 @@ describe('lieq analyze -> allocate -> quantize --plan (CLI)', () => {
     expect(a.code, a.stderr).toBe(0);
     expect(JSON.parse(a.stdout).layers).toHaveLength(5);
     const plan = join(dir, 'chain-plan.json');
-    const p = lieq(['allocate', analysis, '--bits', '2.8', '--method', 'exact', '-o', plan, '--json']);
+    // The paper's score: exact allocation of the v2 ranking promotes two layers to 4 bits.
+    const v2 = lieq(['allocate', analysis, '--bits', '2.8', '--score', 'v2', '--method', 'exact', '--json']);
+    expect(v2.code, v2.stderr).toBe(0);
+    const jv2 = JSON.parse(v2.stdout);
+    expect(jv2.plan.score).toBe('v2');
+    expect(jv2.plan.layers.filter((l: { bits: number }) => l.bits === 4)).toHaveLength(2);
+    // The default (analyze measured costs, allocate auto): the DP over measured costs + refinement.
+    const p = lieq(['allocate', analysis, '--bits', '2.8', '-o', plan, '--json']);
     expect(p.code, p.stderr).toBe(0);
     const j = JSON.parse(p.stdout);
+    expect(j.plan.score).toBe('measured');
+    expect(j.plan.method).not.toBe('greedy');
+    expect(j.refinement).toBeDefined();
     expect(j.accounting.nominalBits).toBeLessThanOrEqual(2.8 + 1e-12);
-    expect(j.plan.layers.filter((l: { bits: number }) => l.bits === 4)).toHaveLength(2);
+    expect(j.refinement.cost).toBeLessThanOrEqual(j.refinement.startCost + 1e-12);
     const bad = lieq(['allocate', analysis, '--bits', '4.5']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/feasible nominal range is \[2, 4\]/);

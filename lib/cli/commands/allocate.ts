@@ -10,9 +10,8 @@ import {
   type Allocation,
   type Refinement,
 } from '../../lieq/allocate.js';
-import { combineScores, loadAnalysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured, type Analysis } from '../../lieq/analysis.js';
-import { allocateMeasured, backboneQuantizer, calibrationSequences, LayerVariants, planCost, SequenceScorer, type CostMetric } from '../../lieq/measured.js';
-import { RuntimeModel } from '../../runtime/model.js';
+import { combineScores, loadAnalysis, resolveMethod, resolveScore, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured } from '../../lieq/analysis.js';
+import { allocateFromMeasuredAnalysis } from '../../lieq/measured.js';
 import { accountPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { UsageError } from '../../util/errors.js';
@@ -46,8 +45,8 @@ export function registerAllocate(program: Command): void {
     .argument('<analysis>', 'analysis.json written by `lieq analyze`')
     .option('--bits <B>', 'nominal average-bit budget over decoder linears (e.g. 2.0556 = 2 + 2/36)')
     .option('--allowed <list>', 'allowed bit widths', '2,3,4')
-    .option('--method <m>', 'greedy | exact (with --score measured/hybrid: minimum summed measured cost, then refinement)', 'greedy')
-    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights (data-free ΔRC of W) | measured | hybrid', 'v2')
+    .option('--method <m>', 'auto | greedy | exact (with --score measured/hybrid: minimum summed measured cost, then refinement); auto: exact with measured costs, else greedy', 'auto')
+    .option('--score <v>', 'auto | v2 (ΔRC, the paper) | v1 (PD + ΔRC + TEG) | pd | teg | weights (data-free ΔRC of W) | measured | hybrid; auto: measured/hybrid when the analysis has measured costs, else v2', 'auto')
     .option('--cost <m>', 'measured/hybrid: cost to minimise, kl | nll', 'kl')
     .option('--refine-rounds <n>', 'measured/hybrid with --method exact: refinement rounds re-measuring the plan and its neighbours (0: none)', '1')
     .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
@@ -88,7 +87,7 @@ export async function allocateFromAnalysis(analysisPath: string, o: AllocateCliO
   const group = parseInteger(o.group, '--group', 32);
   const lmHeadBits = parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const);
   const backbone = parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const) as Backbone;
-  const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
+  const score = resolveScore(o.score, a, (v) => parseChoice(v, '--score', SCORE_VERSIONS));
   const common = { groupSize: group, backbone, symmetric: !!o.symmetric, lmHeadBits: Number(lmHeadBits) as 16 | 8 | 4 };
   const baselines = [o.uniform !== undefined, !!o.random, !!o.inverse].filter(Boolean).length;
   if (baselines > 1) throw new UsageError('--uniform, --random and --inverse are alternatives: pass one');
@@ -103,39 +102,11 @@ export async function allocateFromAnalysis(analysisPath: string, o: AllocateCliO
   if (o.random) allocation = allocateRandom(inp, parseInteger(o.seed, '--seed', 0));
   else if (o.inverse) allocation = allocateInverse(inp);
   else {
-    const method = parseChoice(o.method, '--method', ['greedy', 'exact'] as const);
-    if (method === 'exact' && scoreNeedsMeasured(score)) allocation = await allocateWithMeasuredCosts(analysisPath, a, { ...inp, metric, rounds: parseInteger(o.refineRounds ?? '1', '--refine-rounds', 0), common });
+    const method = resolveMethod(o.method, score, (v) => parseChoice(v, '--method', ['greedy', 'exact'] as const));
+    if (method === 'exact' && scoreNeedsMeasured(score)) allocation = await allocateFromMeasuredAnalysis(analysisPath, a, { ...inp, metric, rounds: parseInteger(o.refineRounds ?? '1', '--refine-rounds', 0), common });
     else allocation = method === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
   }
   const plan = makePlan(cfg, allocation.bits, { ...common, method: allocation.method, budget: inp.budget, score, seed: allocation.seed });
   return { plan, allocation };
 }
 
-/**
- * DP on the analysis's measured costs, then the refinement pass, which re-measures whole plans
- * on the analysis's calibration sequences (one full forward pass per plan).
- */
-async function allocateWithMeasuredCosts(
-  path: string,
-  a: Analysis,
-  o: { weights: number[]; allowed: number[]; budget: number; metric: CostMetric; rounds: number; common: { groupSize: number; backbone: Backbone; symmetric: boolean } },
-): Promise<Allocation> {
-  const m = a.measured!;
-  const mismatch = (
-    [
-      ['--group', o.common.groupSize, m.settings.groupSize],
-      ['--backbone', o.common.backbone, m.settings.backbone],
-      ['--symmetric', o.common.symmetric, m.settings.symmetric],
-    ] as const
-  ).find(([, want, have]) => want !== have);
-  if (mismatch) throw new UsageError(`${path}: costs were measured with ${mismatch[0]} ${mismatch[2]}, the plan asks for ${mismatch[1]}: pass the same setting or rerun \`lieq analyze\` with it`);
-  if (o.rounds === 0) return allocateMeasured(m, o.weights, o);
-  const model = RuntimeModel.open(a.model.dir, { residency: 'all' });
-  try {
-    const scorer = new SequenceScorer(model, await calibrationSequences(a.model.dir, m.settings));
-    const variants = new LayerVariants(model, backboneQuantizer(m.settings.backbone), m.settings.groupSize, m.settings.symmetric);
-    return await allocateMeasured(m, o.weights, { ...o, evaluate: planCost(scorer, variants, o.metric) });
-  } finally {
-    model.close();
-  }
-}

@@ -37,7 +37,7 @@ export function registerAnalyze(program: Command): void {
     .option('--samples <n>', 'calibration sequences', '32')
     .option('--seqlen <n>', 'tokens per sequence (capped at the model context)', '512')
     .option('--seed <s>', 'seed of calibration sampling and of the random reference model', '0')
-    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights | measured | hybrid; v1 and pd measure PD, measured and hybrid measure single-layer costs (docs/scores.md)', 'v2')
+    .option('--score <v>', 'v2 (ΔRC) | v1 (PD + ΔRC + TEG) | pd | teg | weights | measured | hybrid; v1 and pd measure PD, measured and hybrid measure single-layer costs (docs/scores.md); default measured, the best on every shipped model', 'measured')
     .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
     .option('--topk <k>', 'k of Top-k Energy Gain: an integer or a percentage of d', '1%')
     .option('--pd', 'also measure Perplexity Drop (implied by --score v1)')

@@ -6,7 +6,8 @@ import { resolve } from 'node:path';
 import { loadConfig, type ModelConfig } from '../../io/config.js';
 import { loadTokenizer } from '../../io/tokenizer.js';
 import { allocateExact, allocateGreedy, allocateUniform } from '../../lieq/allocate.js';
-import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsPd } from '../../lieq/analysis.js';
+import { combineScores, type Analysis, resolveMethod, resolveScore, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured, scoreNeedsPd } from '../../lieq/analysis.js';
+import { allocateFromMeasuredAnalysis } from '../../lieq/measured.js';
 import { analyzeModel } from '../../lieq/analyze.js';
 import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
 import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
@@ -68,8 +69,8 @@ export function registerQuantize(program: Command): void {
     .option('--bits <B>', 'nominal average-bit budget: runs analyze + allocate')
     .option('--uniform <B>', 'every layer at B bits')
     .option('--allowed <list>', 'allowed bit widths for --bits', '2,3,4')
-    .option('--method <m>', 'allocation: greedy | exact', 'greedy')
-    .option('--score <v>', 'v2 | v1 | pd | teg | weights', 'v2')
+    .option('--method <m>', 'allocation: auto | greedy | exact; auto: exact (DP + refinement) with measured costs, else greedy', 'auto')
+    .option('--score <v>', 'measured (default: each layer quantized alone at each width, KL to full precision) | hybrid | v2 (the paper) | v1 | pd | teg | weights; docs/scores.md', 'measured')
     .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
     .option('--group <g>', 'group size: 32 | 64 | 128', '128')
     .option('--lm-head <bits>', 'lm_head: 16 | 8 | 4', '16')
@@ -124,7 +125,8 @@ async function runQuantizeLocked(dir: string, cfg: ModelConfig, o: QuantizeCli, 
   const gptq = parseGptqOptions(o);
   const sources = [o.plan, o.bits, o.uniform].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new UsageError('pass exactly one of --plan FILE, --bits B or --uniform B');
-  const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
+  const score = resolveScore(o.score, undefined, (v) => parseChoice(v, '--score', SCORE_VERSIONS));
+  const allowed = parseBits(o.allowed, '--allowed');
 
   let analysis: Analysis | undefined;
   let plan: Plan;
@@ -139,13 +141,20 @@ async function runQuantizeLocked(dir: string, cfg: ModelConfig, o: QuantizeCli, 
         seqlen: parseInteger(o.seqlen, '--seqlen', 2),
         seed: parseInteger(o.seed, '--seed', 0),
         pd: scoreNeedsPd(score),
+        measure: scoreNeedsMeasured(score) ? { layers: score === 'hybrid' ? 'hybrid' : 'all', allowed, groupSize: common.groupSize, symmetric: common.symmetric, backbone: common.backbone } : undefined,
         onProgress: (p) => bar.update(p.done, p.total, p.stage),
       });
     } finally {
       bar.stop();
     }
-    const inp = { scores: combineScores(analysis, score, parseScoreWeights(o.scoreWeights)), weights: analysis.layerWeights, allowed: parseBits(o.allowed, '--allowed'), budget: parseNumber(o.bits!, '--bits') };
-    const alloc = parseChoice(o.method, '--method', ['greedy', 'exact'] as const) === 'exact' ? allocateExact(inp) : allocateGreedy(inp);
+    const inp = { scores: combineScores(analysis, score, parseScoreWeights(o.scoreWeights)), weights: analysis.layerWeights, allowed, budget: parseNumber(o.bits!, '--bits') };
+    const method = resolveMethod(o.method, score, (v) => parseChoice(v, '--method', ['greedy', 'exact'] as const));
+    const alloc =
+      method === 'exact' && scoreNeedsMeasured(score)
+        ? await allocateFromMeasuredAnalysis(dir, analysis, { ...inp, metric: 'kl', rounds: 1, common })
+        : method === 'exact'
+          ? allocateExact(inp)
+          : allocateGreedy(inp);
     plan = makePlan(cfg, alloc.bits, { ...common, method: alloc.method, budget: inp.budget, score });
   }
   const accounting = accountPlan(plan, cfg);
