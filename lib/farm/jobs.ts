@@ -40,6 +40,9 @@ export interface AnalyzeJobSpec {
   calib: string;
   samples: number;
   seqlen: number;
+  /** The default score measures each layer with the plan's quantizer: same group and backbone. */
+  groupSize: number;
+  backbone: FarmBackbone;
 }
 
 export type JobSpec = PlanJobSpec | AnalyzeJobSpec;
@@ -62,7 +65,7 @@ export function jobId(spec: JobSpec): string {
 
 /** The analysis job that a plan job depends on. */
 export function analyzeSpecOf(p: PlanJobSpec): AnalyzeJobSpec {
-  return { kind: 'analyze', model: p.model, calib: p.calib, samples: p.samples, seqlen: p.seqlen };
+  return { kind: 'analyze', model: p.model, calib: p.calib, samples: p.samples, seqlen: p.seqlen, groupSize: p.groupSize, backbone: p.backbone };
 }
 
 export function parseStages(list: string): FarmStage[] {

@@ -91,7 +91,7 @@ export async function runAnalyzeJob(spec: AnalyzeJobSpec, ctx: RunContext): Prom
   const file = storage.stageFile(jobId, 'analysis');
   ctx.onStage?.('analyze', 0, 1);
   const seconds = await stage('analyze', ctx, () => storage.stageDone(jobId, 'analysis'), async () => {
-    const r = await runLieq(['analyze', spec.model, '--calib', spec.calib, '--samples', String(spec.samples), '--seqlen', String(spec.seqlen), '--out', file], ctx, 'analyze');
+    const r = await runLieq(['analyze', spec.model, '--calib', spec.calib, '--samples', String(spec.samples), '--seqlen', String(spec.seqlen), '--group', String(spec.groupSize), '--backbone', spec.backbone, '--out', file], ctx, 'analyze');
     return r.seconds;
   });
   ctx.onStage?.('analyze', 1, 1);

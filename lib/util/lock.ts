@@ -10,8 +10,9 @@
  * SIGINT/SIGTERM (kill -9 cannot be caught: that is what the stale check is for).
  */
 import { randomBytes } from 'node:crypto';
-import { linkSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { dirname } from 'node:path';
 
 import { tempPathFor } from '../io/safetensors.js';
 import { FileError } from './errors.js';
@@ -56,6 +57,8 @@ function readLock(path: string): LockInfo | null {
 /** Create the lock file atomically; false when one exists. */
 function tryCreate(path: string, info: LockInfo): boolean {
   const tmp = tempPathFor(path);
+  // The output's parent may not exist yet (quantize creates it): the lock comes first.
+  mkdirSync(dirname(path), { recursive: true });
   writeFileSync(tmp, JSON.stringify(info) + '\n', { flag: 'wx' });
   try {
     linkSync(tmp, path);

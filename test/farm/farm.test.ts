@@ -128,6 +128,10 @@ describe.skipIf(redisMissing)('farm on a real Redis server', () => {
     }
     // One analysis for both budgets.
     expect([...counts.keys()].filter((k) => k.endsWith('/analyze'))).toHaveLength(1);
+    // ...and the quantize stages found it in the shared cache instead of analysing again.
+    // (one geometry analysis and one table of measured costs: a second of either would mean a miss).
+    const cached = readdirSync(fs.cacheDir).filter((f) => f.endsWith('.json')).map((f) => f.split('-')[0]).sort();
+    expect(cached).toEqual(['analysis', 'measured']);
     // Uniform 4 bits is close to full precision; a 2.5-bit plan is worse.
     const ppl = (i: number) => JSON.parse(readFileSync(fs.stageFile(jobId(specs[i]), 'result'), 'utf8')).perplexity.value as number;
     expect(ppl(2)).toBeLessThan(ppl(0));
