@@ -1,7 +1,8 @@
 {
   "variables": {
-    "core_sources": "<!(node -p \"require('fs').readdirSync('native/core').filter(f => f.endsWith('.cpp') && !f.endsWith('_avx2.cpp')).map(f => 'native/core/' + f).join(' ')\")",
+    "core_sources": "<!(node -p \"require('fs').readdirSync('native/core').filter(f => f.endsWith('.cpp') && !f.endsWith('_avx2.cpp') && !f.endsWith('_neon.cpp')).map(f => 'native/core/' + f).join(' ')\")",
     "avx2_sources": "<!(node -p \"require('fs').readdirSync('native/core').filter(f => f.endsWith('_avx2.cpp')).map(f => 'native/core/' + f).join(' ')\")",
+    "neon_sources": "<!(node -p \"require('fs').readdirSync('native/core').filter(f => f.endsWith('_neon.cpp')).map(f => 'native/core/' + f).join(' ')\")",
     "binding_sources": "<!(node -p \"require('fs').readdirSync('native/binding').filter(f => f.endsWith('.cpp')).map(f => 'native/binding/' + f).join(' ')\")",
     "stub_sources": "<!(node -p \"require('fs').readdirSync('native/cuda').filter(f => f.endsWith('_stub.cpp')).map(f => 'native/cuda/' + f).join(' ')\")"
   },
@@ -11,13 +12,13 @@
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-fno-rtti"],
     "cflags_cc": ["-std=c++17", "-O3", "-fexceptions"],
-    "conditions": [["target_arch=='x64'", {"defines": ["LIEQ_AVX2"]}]]
+    "conditions": [["target_arch=='x64'", {"defines": ["LIEQ_AVX2"]}], ["target_arch=='arm64'", {"defines": ["LIEQ_NEON"]}]]
   },
   "targets": [
     {
       "target_name": "lieq",
       "sources": ["<@(core_sources)", "<@(binding_sources)", "<@(stub_sources)"],
-      "conditions": [["target_arch=='x64'", {"dependencies": ["lieq_avx2"]}]]
+      "conditions": [["target_arch=='x64'", {"dependencies": ["lieq_avx2"]}], ["target_arch=='arm64'", {"sources": ["<@(neon_sources)"]}]]
     },
     {
       "target_name": "lieq_avx2",

@@ -3,7 +3,8 @@
 //   1. Unless --force, keep a binary that already loads (prebuilds/ or build/).
 //   2. Build with cmake-js (primary: CUDA when nvcc is found; LIEQ_CUDA=0|1 forces it).
 //   3. If cmake is missing, build the CPU addon with node-gyp against the installed Node's headers.
-// Env: LIEQ_BUILD_DIR (default build), LIEQ_CUDA, LIEQ_SIMD=0 (portable scalar build), LIEQ_DEBUG=1.
+// Env: LIEQ_BUILD_DIR (default build), LIEQ_CUDA, LIEQ_SIMD=0 (portable scalar build), LIEQ_DEBUG=1,
+// LIEQ_SANITIZE=address,undefined (sanitizer build for scripts/sanitize.sh).
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -50,6 +51,7 @@ if (have('cmake') && existsSync(bin('cmake-js'))) {
   const args = ['compile', '--out', buildDir, '--parallel', String(Math.max(1, (await import('node:os')).cpus().length))];
   if (process.env.LIEQ_CUDA) args.push(`--CDLIEQ_CUDA=${process.env.LIEQ_CUDA}`);
   if (process.env.LIEQ_SIMD === '0') args.push('--CDLIEQ_SIMD=OFF');
+  if (process.env.LIEQ_SANITIZE) args.push(`--CDLIEQ_SANITIZE=${process.env.LIEQ_SANITIZE}`);
   if (process.env.LIEQ_DEBUG === '1') args.push('--debug');
   const r = run(bin('cmake-js'), args);
   process.exit(r.ok ? 0 : 1);

@@ -64,7 +64,7 @@ export class Checkpoint {
         throw new FormatError(indexPath, '"weight_map" must be an object mapping tensor names to shard file names');
       const shardNames = [...new Set(Object.values(wm))].sort();
       for (const s of shardNames) {
-        if (s.includes('/') || s.includes('\\') || s.startsWith('.'))
+        if (s.length === 0 || s.includes('/') || s.includes('\\') || s.startsWith('.'))
           throw new FormatError(indexPath, `shard name "${s}" must be a plain file name in the model directory`);
       }
       return Checkpoint.fromFiles(dir, shardNames.map((s) => join(dir, s)), wm);

@@ -9,6 +9,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { FileError, FormatError, UnsupportedError } from '../util/errors.js';
+import { jsonSnippet } from '../util/json-snippet.js';
 
 export type Family = 'llama' | 'qwen2' | 'qwen3' | 'mistral';
 
@@ -57,6 +58,13 @@ export interface ModelConfig {
 
 export const CONFIG_FILE = 'config.json';
 
+/**
+ * Limits far above any published model, low enough that what a hostile config.json implies
+ * stays small: a layer count of 10^15 would otherwise make expectedTensors() build 10^16 names.
+ */
+export const MAX_LAYERS = 4096;
+export const MAX_SIZE = 2 ** 24;
+
 /** Read and normalise `<dir>/config.json`. */
 export function loadConfig(dir: string): ModelConfig {
   return normaliseConfig(readConfigJson(dir), join(dir, CONFIG_FILE));
@@ -87,27 +95,28 @@ export function normaliseConfig(raw: unknown, path = CONFIG_FILE): ModelConfig {
       `${path}: architecture "${architecture}" is not supported (supported: ${Object.keys(SUPPORTED_ARCHITECTURES).join(', ')})`,
     );
 
-  const int = (key: string, fallback?: number): number => {
+  const int = (key: string, fallback?: number, max = MAX_SIZE): number => {
     const v = c[key] ?? fallback;
     if (!Number.isSafeInteger(v) || (v as number) <= 0)
-      throw new FormatError(path, `"${key}" must be a positive integer, got ${JSON.stringify(c[key])}`);
+      throw new FormatError(path, `"${key}" must be a positive integer, got ${jsonSnippet(c[key])}`);
+    if ((v as number) > max) throw new FormatError(path, `"${key}" is ${v as number}, more than the limit ${max} (corrupt config.json?)`);
     return v as number;
   };
   const num = (key: string, fallback?: number): number => {
     const v = c[key] ?? fallback;
     if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)
-      throw new FormatError(path, `"${key}" must be a positive number, got ${JSON.stringify(c[key])}`);
+      throw new FormatError(path, `"${key}" must be a positive number, got ${jsonSnippet(c[key])}`);
     return v;
   };
   const bool = (key: string, fallback: boolean): boolean => {
     const v = c[key];
     if (v === undefined || v === null) return fallback;
-    if (typeof v !== 'boolean') throw new FormatError(path, `"${key}" must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') throw new FormatError(path, `"${key}" must be true or false, got ${jsonSnippet(v)}`);
     return v;
   };
 
   const hiddenSize = int('hidden_size');
-  const numLayers = int('num_hidden_layers');
+  const numLayers = int('num_hidden_layers', undefined, MAX_LAYERS);
   const numHeads = int('num_attention_heads');
   const numKvHeads = int('num_key_value_heads', numHeads);
   if (numHeads % numKvHeads !== 0)
@@ -122,7 +131,7 @@ export function normaliseConfig(raw: unknown, path = CONFIG_FILE): ModelConfig {
   }
   if (headDim % 2 !== 0) throw new FormatError(path, `head_dim (${headDim}) must be even for rotary embeddings`);
   const act = c.hidden_act ?? c.hidden_activation ?? 'silu';
-  if (act !== 'silu') throw new UnsupportedError(`${path}: hidden_act "${String(act)}" is not supported (only silu / SwiGLU)`);
+  if (act !== 'silu') throw new UnsupportedError(`${path}: hidden_act ${jsonSnippet(act)} is not supported (only silu / SwiGLU)`);
 
   // Rope: transformers 5 folds theta and scaling into rope_parameters.
   const rp = (c.rope_parameters ?? null) as Record<string, unknown> | null;
@@ -177,7 +186,7 @@ function parseRopeScaling(s: Record<string, unknown> | null, path: string): Rope
   const type = s.rope_type ?? s.type;
   if (type === undefined || type === 'default') return null;
   const factor = s.factor;
-  if (typeof factor !== 'number' || !(factor > 0)) throw new FormatError(path, `rope scaling "${String(type)}" needs a positive "factor"`);
+  if (typeof factor !== 'number' || !(factor > 0)) throw new FormatError(path, `rope scaling ${jsonSnippet(type)} needs a positive "factor"`);
   if (type === 'linear') return { type: 'linear', factor };
   if (type === 'llama3') {
     const need = (k: string): number => {
@@ -193,7 +202,7 @@ function parseRopeScaling(s: Record<string, unknown> | null, path: string): Rope
       originalMaxPositionEmbeddings: need('original_max_position_embeddings'),
     };
   }
-  throw new UnsupportedError(`${path}: rope scaling type "${String(type)}" is not supported (supported: default, linear, llama3)`);
+  throw new UnsupportedError(`${path}: rope scaling type ${jsonSnippet(type)} is not supported (supported: default, linear, llama3)`);
 }
 
 /** The seven linear projections of a decoder layer, in the order lieq processes them. */

@@ -15,6 +15,7 @@ import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
 import { FileError, FormatError, UnsupportedError } from '../util/errors.js';
+import { jsonSnippet } from '../util/json-snippet.js';
 import { native, NativeDType } from '../native.js';
 
 /** Every dtype the safetensors format defines, with its element size in bytes. */
@@ -90,7 +91,9 @@ export class SafetensorsFile {
       throw new FileError(path, code === 'ENOENT' ? 'file not found' : `cannot open (${code ?? String(err)})`, { cause: err });
     }
     try {
-      const { size } = fstatSync(fd);
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new FileError(path, 'not a regular file');
+      const { size } = st;
       const parsed = parseHeader(path, fd, size);
       return new SafetensorsFile(path, fd, size, parsed.headerLength, parsed.metadata, parsed.tensors);
     } catch (err) {
@@ -252,7 +255,7 @@ function parseHeader(path: string, fd: number, fileSize: number) {
       throw new FormatError(path, `${where}: entry must be an object`, { code: 'E_HEADER_SCHEMA' });
     const e = entry as Record<string, unknown>;
     if (!isDtype(e.dtype))
-      throw new FormatError(path, `${where}: unknown dtype ${JSON.stringify(e.dtype)}`, { code: 'E_DTYPE' });
+      throw new FormatError(path, `${where}: unknown dtype ${jsonSnippet(e.dtype)}`, { code: 'E_DTYPE' });
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0))
       throw new FormatError(path, `${where}: shape must be an array of non-negative integers`, { code: 'E_HEADER_SCHEMA' });
     const offs = e.data_offsets;

@@ -39,7 +39,8 @@ import { join } from 'node:path';
 
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 
-import { FileError, FormatError, UsageError } from '../util/errors.js';
+import { FileError, FormatError, LieqError, UsageError } from '../util/errors.js';
+import { jsonSnippet } from '../util/json-snippet.js';
 import { readSpmModel, SpmBpeTokenizer } from './sentencepiece.js';
 
 export const TOKENIZER_JSON = 'tokenizer.json';
@@ -279,18 +280,36 @@ class HfBackend implements Backend {
     } catch (err) {
       throw new FormatError(file, `rejected by @huggingface/tokenizers: ${(err as Error).message}`, { cause: err });
     }
-    keepEmptyTextEmpty(this.tok);
-    speedUpBpe(this.tok);
-    this.vocabSize = this.tok.model!.vocab.length;
-    for (const [id, token] of this.tok.get_added_tokens_decoder()) if (token.special) this.specialIds.add(id);
+    this.libraryCall(() => {
+      keepEmptyTextEmpty(this.tok);
+      speedUpBpe(this.tok);
+    });
+    this.vocabSize = this.libraryCall(() => this.tok.model!.vocab.length);
+    if (!Number.isSafeInteger(this.vocabSize) || this.vocabSize <= 0) throw new FormatError(file, 'the model has an empty vocabulary');
+    this.libraryCall(() => {
+      for (const [id, token] of this.tok.get_added_tokens_decoder()) if (token.special) this.specialIds.add(id);
+      // The library builds malformed pipelines without complaint and fails on first use (e.g.
+      // a null post-processor template item): use it once now so such a file fails at load.
+      this.tok.decode(this.tok.encode('a b', { add_special_tokens: true }).ids, { skip_special_tokens: true });
+    });
+  }
+
+  /** Runs a library call; its own exceptions (a malformed tokenizer.json) become FormatErrors. */
+  private libraryCall<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof LieqError) throw err;
+      throw new FormatError(this.file, `rejected by @huggingface/tokenizers: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
   }
 
   encode(text: string): Int32Array {
-    return Int32Array.from(this.tok.encode(text, { add_special_tokens: false }).ids);
+    return this.libraryCall(() => Int32Array.from(this.tok.encode(text, { add_special_tokens: false }).ids));
   }
   decode(ids: number[]): string {
     if (ids.length === 0) return '';
-    return this.tok.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    return this.libraryCall(() => this.tok.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }));
   }
   idToToken(id: number): string | undefined {
     return Number.isInteger(id) && id >= 0 && id < this.vocabSize ? this.tok.id_to_token(id) : undefined;
@@ -356,7 +375,7 @@ function resolvePolicy(
   const tcFile = join(modelDir, TOKENIZER_CONFIG);
   const checkId = (file: string, field: string, v: unknown): number => {
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= impl.vocabSize) {
-      throw new FormatError(file, `${field} must be a token id in [0, ${impl.vocabSize}) of ${impl.file}, got ${JSON.stringify(v)}`);
+      throw new FormatError(file, `${field} must be a token id in [0, ${impl.vocabSize}) of ${impl.file}, got ${jsonSnippet(v)}`);
     }
     return v;
   };
@@ -389,7 +408,7 @@ function resolvePolicy(
   const flag = (field: string): boolean | null => {
     const v = tokenizerConfig?.[field];
     if (v === undefined || v === null) return null;
-    if (typeof v !== 'boolean') throw new FormatError(tcFile, `${field} must be true or false, got ${JSON.stringify(v)}`);
+    if (typeof v !== 'boolean') throw new FormatError(tcFile, `${field} must be true or false, got ${jsonSnippet(v)}`);
     return v;
   };
   const bosFlag = flag('add_bos_token');

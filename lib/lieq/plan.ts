@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { linearShape, LINEAR_NAMES, type ModelConfig } from '../io/config.js';
 import { packedBytes, resolveLayout } from '../quant/layout.js';
 import { FileError, FormatError } from '../util/errors.js';
+import { jsonSnippet } from '../util/json-snippet.js';
 import type { AllocationMethod } from './allocate.js';
 
 export const PLAN_FORMAT = 'lieq-plan/1';
@@ -64,12 +65,12 @@ export function validatePlan(raw: unknown, file = 'plan'): Plan {
   };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return fail('a plan must be a JSON object');
   const p = raw as Record<string, unknown>;
-  if (p.format !== PLAN_FORMAT) fail(`"format" must be "${PLAN_FORMAT}", got ${JSON.stringify(p.format)}`);
+  if (p.format !== PLAN_FORMAT) fail(`"format" must be "${PLAN_FORMAT}", got ${jsonSnippet(p.format)}`);
   const m = p.model as Record<string, unknown> | undefined;
   if (!m || typeof m.architecture !== 'string' || !Number.isSafeInteger(m.numLayers) || !Number.isSafeInteger(m.hiddenSize))
     fail('"model" must have architecture (string), numLayers and hiddenSize (integers)');
   if (typeof p.symmetric !== 'boolean') fail('"symmetric" must be true or false');
-  if (![16, 8, 4].includes(p.lmHeadBits as number)) fail(`"lmHeadBits" must be 16, 8 or 4, got ${JSON.stringify(p.lmHeadBits)}`);
+  if (![16, 8, 4].includes(p.lmHeadBits as number)) fail(`"lmHeadBits" must be 16, 8 or 4, got ${jsonSnippet(p.lmHeadBits)}`);
   if (!Number.isSafeInteger(p.lmHeadGroupSize) || (p.lmHeadGroupSize as number) <= 0) fail('"lmHeadGroupSize" must be a positive integer');
   if (!Array.isArray(p.layers)) fail('"layers" must be an array');
   const layers = p.layers as unknown[];
@@ -79,10 +80,10 @@ export function validatePlan(raw: unknown, file = 'plan'): Plan {
     const e = l as Record<string, unknown>;
     const where = `layers[${i}]`;
     if (typeof e !== 'object' || e === null) fail(`${where} must be an object`);
-    if (e.layer !== i) fail(`${where}.layer must be ${i} (layers in order), got ${JSON.stringify(e.layer)}`);
-    if (!(ALLOWED_BITS as readonly number[]).includes(e.bits as number)) fail(`${where}.bits must be 2, 3, 4 or 8, got ${JSON.stringify(e.bits)}`);
-    if (!Number.isSafeInteger(e.groupSize) || (e.groupSize as number) < 32) fail(`${where}.groupSize must be 32, 64, 128 or a per-channel size, got ${JSON.stringify(e.groupSize)}`);
-    if (e.backbone !== 'rtn' && e.backbone !== 'gptq') fail(`${where}.backbone must be "rtn" or "gptq", got ${JSON.stringify(e.backbone)}`);
+    if (e.layer !== i) fail(`${where}.layer must be ${i} (layers in order), got ${jsonSnippet(e.layer)}`);
+    if (!(ALLOWED_BITS as readonly number[]).includes(e.bits as number)) fail(`${where}.bits must be 2, 3, 4 or 8, got ${jsonSnippet(e.bits)}`);
+    if (!Number.isSafeInteger(e.groupSize) || (e.groupSize as number) < 32) fail(`${where}.groupSize must be 32, 64, 128 or a per-channel size, got ${jsonSnippet(e.groupSize)}`);
+    if (e.backbone !== 'rtn' && e.backbone !== 'gptq') fail(`${where}.backbone must be "rtn" or "gptq", got ${jsonSnippet(e.backbone)}`);
   });
   return p as unknown as Plan;
 }
@@ -107,7 +108,18 @@ export function loadPlan(path: string): Plan {
 export function checkPlanFits(plan: Plan, cfg: ModelConfig, file = 'plan'): void {
   if (plan.model.numLayers !== cfg.numLayers || plan.model.hiddenSize !== cfg.hiddenSize)
     throw new FormatError(file, `plan is for a model with ${plan.model.numLayers} layers × hidden ${plan.model.hiddenSize}, this model has ${cfg.numLayers} × ${cfg.hiddenSize}`, { code: 'E_PLAN' });
+  // A group size other than 32/64/128 means per channel, so it must cover every input width.
+  const widths = [...new Set(LINEAR_NAMES.map((n) => linearShape(cfg, n)[1]))];
+  const fits = (g: number, ins: number[]) => ins.every((i) => (ALLOWED_GROUPS as readonly number[]).includes(g) || g >= Math.ceil(i / 32) * 32);
+  const need = (ins: number[]) => `32, 64, 128 or a per-channel size ≥ ${Math.max(...ins.map((i) => Math.ceil(i / 32) * 32))}`;
+  plan.layers.forEach((lp, i) => {
+    if (!fits(lp.groupSize, widths)) throw new FormatError(file, `layers[${i}].groupSize must be ${need(widths)} for this model, got ${lp.groupSize}`, { code: 'E_PLAN' });
+  });
+  if (plan.lmHeadBits !== 16 && !fits(plan.lmHeadGroupSize, [cfg.hiddenSize]))
+    throw new FormatError(file, `lmHeadGroupSize must be ${need([cfg.hiddenSize])} for this model, got ${plan.lmHeadGroupSize}`, { code: 'E_PLAN' });
 }
+
+const ALLOWED_GROUPS = [32, 64, 128] as const;
 
 /** Weights in the seven decoder linears of one layer. */
 export function layerLinearWeights(cfg: ModelConfig): number {

@@ -11,7 +11,8 @@ import type { PackedBits } from '../kernels/packed-format.js';
 import type { PackedLinear } from '../kernels/quant.js';
 import { denseFromWeights, packedLinear, type RuntimeLinear } from '../runtime/linear.js';
 import { hasBias, RuntimeModel, type LayerWeights, type LoadOptions, type WeightSource } from '../runtime/model.js';
-import { FileError, FormatError } from '../util/errors.js';
+import { DataError, FileError, FormatError, UsageError } from '../util/errors.js';
+import { jsonSnippet } from '../util/json-snippet.js';
 import { resolveLayout } from './layout.js';
 import { packedNames, PACKED_FORMAT, type QuantizationConfig } from './packed-model.js';
 
@@ -21,8 +22,33 @@ export function readQuantizationConfig(dir: string): QuantizationConfig | null {
   const raw = readConfigJson(dir);
   const q = (typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>).quantization_config : undefined) as QuantizationConfig | undefined;
   if (!q) return null;
-  if (q.quant_method !== 'lieq' || q.format !== PACKED_FORMAT)
-    throw new FormatError(path, `quantization_config is not a lieq packed model (quant_method "${String(q.quant_method)}", format "${String(q.format)}"); only ${PACKED_FORMAT} is supported`);
+  if (typeof q !== 'object' || q.quant_method !== 'lieq' || q.format !== PACKED_FORMAT)
+    throw new FormatError(path, `quantization_config is not a lieq packed model (quant_method ${jsonSnippet(q.quant_method)}, format ${jsonSnippet(q.format)}); only ${PACKED_FORMAT} is supported`);
+  return validateQuantizationConfig(q, path);
+}
+
+const PACKED_LAYER_BITS = [2, 3, 4, 8];
+const LM_HEAD_BITS = [16, 8, 4];
+
+/** Field types and values of a lieq quantization_config (the layer count is checked against the model later). */
+function validateQuantizationConfig(q: QuantizationConfig, path: string): QuantizationConfig {
+  const fail = (detail: string): never => {
+    throw new FormatError(path, `quantization_config: ${detail}`, { code: 'E_QUANT_CONFIG' });
+  };
+  const group = (v: unknown, where: string): void => {
+    if (!Number.isSafeInteger(v) || (v as number) < 32) fail(`${where}.group_size must be an integer >= 32, got ${jsonSnippet(v)}`);
+  };
+  if (typeof q.symmetric !== 'boolean') fail(`symmetric must be true or false, got ${jsonSnippet(q.symmetric)}`);
+  if (!Array.isArray(q.layers)) fail(`layers must be an array, got ${jsonSnippet(q.layers)}`);
+  q.layers.forEach((l, i) => {
+    if (typeof l !== 'object' || l === null) fail(`layers[${i}] must be an object, got ${jsonSnippet(l)}`);
+    if (!PACKED_LAYER_BITS.includes(l.bits)) fail(`layers[${i}].bits must be 2, 3, 4 or 8, got ${jsonSnippet(l.bits)}`);
+    group(l.group_size, `layers[${i}]`);
+  });
+  const h = q.lm_head as unknown;
+  if (typeof h !== 'object' || h === null) fail(`lm_head must be an object, got ${jsonSnippet(h)}`);
+  if (!LM_HEAD_BITS.includes(q.lm_head.bits)) fail(`lm_head.bits must be 16, 8 or 4, got ${jsonSnippet(q.lm_head.bits)}`);
+  if (q.lm_head.bits !== 16) group(q.lm_head.group_size, 'lm_head');
   return q;
 }
 
@@ -50,12 +76,21 @@ export function packedModelSource(dirIn: string): WeightSource {
   };
   const packed = (weightName: string, out: number, inF: number, bits: number, group: number): PackedLinear => {
     const n = packedNames(weightName);
-    const layout = resolveLayout(inF, group);
+    let layout: ReturnType<typeof resolveLayout>;
+    try {
+      layout = resolveLayout(inF, group);
+    } catch (err) {
+      throw new FormatError(path, `quantization_config: group_size ${group} does not fit "${weightName}" (${inF} inputs): ${(err as Error).message}`, { cause: err, code: 'E_QUANT_CONFIG' });
+    }
     const bytes = (name: string) => {
       if (!ck.has(name)) throw new FormatError(dir, `quantized checkpoint lacks tensor "${name}"`, { code: 'E_NO_TENSOR' });
       return new Uint8Array(ck.readBytes(name));
     };
     const s = bytes(n.scales);
+    const scales = new Uint16Array(s.buffer, s.byteOffset, s.byteLength >> 1);
+    // An fp16 scale with an all-ones exponent is Inf/NaN: every weight of its group would be.
+    const bad = scales.findIndex((h) => (h & 0x7c00) === 0x7c00);
+    if (bad >= 0) throw new DataError(`${ck.info(n.scales).file}: tensor "${n.scales}" has a NaN/Inf scale at index ${bad}; refusing to load it`);
     const p: PackedLinear = {
       outFeatures: out,
       inFeatures: layout.paddedIn,
@@ -63,13 +98,20 @@ export function packedModelSource(dirIn: string): WeightSource {
       groupSize: layout.groupSize,
       symmetric: q.symmetric,
       qweight: bytes(n.qweight),
-      scales: new Uint16Array(s.buffer, s.byteOffset, s.byteLength / 2),
+      scales,
     };
     if (!q.symmetric) p.zeros = bytes(n.zeros);
     return p;
   };
   const linear = (weightName: string, out: number, inF: number, bits: number, group: number, bias: Float32Array | null): RuntimeLinear => {
-    return packedLinear(packed(weightName, out, inF, bits, group), bias, inF);
+    const p = packed(weightName, out, inF, bits, group);
+    try {
+      return packedLinear(p, bias, inF);
+    } catch (err) {
+      // Sizes come from the file: name it and the tensor rather than an API argument.
+      if (!(err instanceof UsageError)) throw err;
+      throw new FormatError(ck.info(packedNames(weightName).qweight).file, `packed tensors of "${weightName}" do not match the config: ${err.message}`, { cause: err, code: 'E_PACKED_SHAPE' });
+    }
   };
   return {
     config,

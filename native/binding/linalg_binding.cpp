@@ -221,12 +221,7 @@ std::shared_ptr<SvdJob> svd_job(const Napi::CallbackInfo& info) {
     auto int_opt = [&](const char* key, int64_t lo, int64_t hi, int& dst) {
       Napi::Value v = o.Get(key);
       if (v.IsUndefined()) return;
-      if (!v.IsNumber()) throw_type(env, std::string(key) + ": expected an integer");
-      const double d = v.As<Napi::Number>().DoubleValue();
-      if (d != static_cast<double>(static_cast<int64_t>(d)) || d < static_cast<double>(lo) || d > static_cast<double>(hi))
-        throw_range(env, std::string(key) + ": expected an integer in [" + std::to_string(lo) + ", " +
-                             std::to_string(hi) + "], got " + std::to_string(d));
-      dst = static_cast<int>(d);
+      dst = static_cast<int>(checked_integer(env, v, key, lo, hi));
     };
     int_opt("oversample", 0, kMaxDim, job->opt.oversample);
     int_opt("powerIters", 0, 64, job->opt.power_iters);
@@ -333,6 +328,11 @@ Napi::Value SymEigenSync(const Napi::CallbackInfo& info) {
 // gaussianMatrix(rows, cols, seed) -> Float32Array: the randomised SVD's test matrix.
 Napi::Value GaussianMatrix(const Napi::CallbackInfo& info) {
   const int rows = dim(info, 0, "rows"), cols = dim(info, 1, "cols");
+  // V8 aborts the process when an ArrayBuffer cannot be allocated: refuse absurd sizes first.
+  constexpr size_t kMaxElements = size_t{1} << 31;
+  if (static_cast<size_t>(rows) * static_cast<size_t>(cols) > kMaxElements)
+    throw_range(info.Env(), "rows × cols: " + std::to_string(static_cast<size_t>(rows) * static_cast<size_t>(cols)) +
+                                " floats exceeds the limit of 2^31");
   if (info.Length() < 3) throw_type(info.Env(), "seed: expected a non-negative integer or a BigInt");
   const uint64_t seed = seed_arg(info.Env(), info[2]);
   auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(rows) * cols);

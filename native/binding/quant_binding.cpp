@@ -51,6 +51,7 @@ View<T> typed_prop(Napi::Env env, const Napi::Object& o, const char* name) {
   constexpr auto want = typed_array_kind<T>();
   if (!v.IsTypedArray()) throw_type(env, std::string(name) + ": expected " + typed_array_name(want));
   auto ta = v.As<Napi::TypedArray>();
+  refuse_detached(env, ta, name);
   if (ta.TypedArrayType() != want)
     throw_type(env, std::string(name) + ": expected " + typed_array_name(want) + ", got " +
                         typed_array_name(ta.TypedArrayType()));
@@ -61,15 +62,7 @@ View<T> typed_prop(Napi::Env env, const Napi::Object& o, const char* name) {
 }
 
 int64_t int_prop(Napi::Env env, const Napi::Object& o, const char* name, int64_t lo, int64_t hi) {
-  Napi::Value v = prop(o, name);
-  if (!v.IsNumber()) throw_type(env, std::string(name) + ": expected an integer");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d))) throw_type(env, std::string(name) + ": expected an integer");
-  const auto i = static_cast<int64_t>(d);
-  if (i < lo || i > hi)
-    throw_range(env, std::string(name) + ": " + std::to_string(i) + " is outside [" + std::to_string(lo) + ", " +
-                         std::to_string(hi) + "]");
-  return i;
+  return checked_integer(env, prop(o, name), name, lo, hi);
 }
 
 bool bool_prop(Napi::Env env, const Napi::Object& o, const char* name) {
@@ -97,19 +90,17 @@ PackedMatrix packed_arg(const Napi::CallbackInfo& info, size_t i) {
   W.bits = static_cast<int>(int_prop(env, o, "bits", 1, 16));
   W.group = static_cast<int>(int_prop(env, o, "groupSize", 1, kMaxDim));
   W.symmetric = bool_prop(env, o, "symmetric");
-  const std::string err = packed_shape_error(W.out, W.in, W.bits, W.group);
-  if (!err.empty()) throw_range(env, err);
+  const std::string shape_err = packed_shape_error(W.out, W.in, W.bits, W.group);
+  if (!shape_err.empty()) throw_range(env, shape_err);
   auto qw = typed_prop<uint8_t>(env, o, "qweight");
-  need_exact(env, "qweight", qw.length, W.out * W.row_bytes());
   auto sc = typed_prop<uint16_t>(env, o, "scales");
-  need_exact(env, "scales", sc.length, W.out * W.groups_per_row());
+  View<uint8_t> z;
+  if (!W.symmetric) z = typed_prop<uint8_t>(env, o, "zeros");
+  const std::string err = packed_matrix_error(W.out, W.in, W.bits, W.group, W.symmetric, qw.length, sc.length, z.length);
+  if (!err.empty()) throw_range(env, err);
   W.qweight = qw.data;
   W.scales = sc.data;
-  if (!W.symmetric) {
-    auto z = typed_prop<uint8_t>(env, o, "zeros");
-    need_exact(env, "zeros", z.length, W.out * W.groups_per_row());
-    W.zeros = z.data;
-  }
+  W.zeros = z.data;
   return W;
 }
 

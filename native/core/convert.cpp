@@ -63,6 +63,7 @@ uint16_t f32_to_bf16(float f) {
 }
 
 void convert_to_f32(const void* src, DType type, float* dst, size_t n) {
+  if (n == 0) return;  // empty arrays may come with null pointers: memcpy(nullptr, ...) is UB
   const auto* bytes = static_cast<const uint8_t*>(src);
   if (type == DType::F32) {
     std::memcpy(dst, src, n * 4);
@@ -75,6 +76,10 @@ void convert_to_f32(const void* src, DType type, float* dst, size_t n) {
       return;
     }
 #endif
+#if defined(LIEQ_NEON)
+    (type == DType::F16 ? neon::f16_to_f32 : neon::bf16_to_f32)(bytes + 2 * b, dst + b, e - b);
+    return;
+#endif
     for (size_t i = b; i < e; ++i) {
       uint16_t h;
       std::memcpy(&h, bytes + 2 * i, 2);
@@ -84,6 +89,7 @@ void convert_to_f32(const void* src, DType type, float* dst, size_t n) {
 }
 
 void convert_from_f32(const float* src, DType type, void* dst, size_t n) {
+  if (n == 0) return;
   auto* bytes = static_cast<uint8_t*>(dst);
   if (type == DType::F32) {
     std::memcpy(dst, src, n * 4);

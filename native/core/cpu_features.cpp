@@ -33,7 +33,7 @@ CpuFeatures detect_cpu_features() {
 const char* compiled_simd() {
 #if defined(LIEQ_AVX2)
   return "avx2+fma+f16c";
-#elif defined(__aarch64__)
+#elif defined(LIEQ_NEON)  // *_neon.cpp compiled in (aarch64 builds with LIEQ_SIMD on)
   return "neon";
 #else
   return "scalar";

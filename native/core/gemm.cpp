@@ -158,7 +158,7 @@ struct Kernels {
 };
 
 bool use_simd() {
-#if defined(LIEQ_AVX2)
+#if defined(LIEQ_AVX2) || defined(LIEQ_NEON)
   return simd_usable();
 #else
   return false;
@@ -169,6 +169,9 @@ Kernels<float, float, float> float_kernels(bool simd) {
   using Bk = Blocking<float>;
 #if defined(LIEQ_AVX2)
   if (simd) return {avx2::sgemm_tile_6x16, avx2::sgemm_pack_a6, avx2::sgemm_pack_b16};
+#endif
+#if defined(LIEQ_NEON)  // NEON tile over the portable packed layouts
+  if (simd) return {neon::sgemm_tile_6x16, pack_ref<Bk::MR, float, float>, pack_ref<Bk::NR, float, float>};
 #endif
   (void)simd;
   return {gemm_tile_ref<float, Bk::MR, Bk::NR>, pack_ref<Bk::MR, float, float>, pack_ref<Bk::NR, float, float>};
@@ -185,6 +188,9 @@ Kernels<TA, TB, double> double_kernels(bool simd) {
     if constexpr (std::is_same_v<TA, float>) k.pack_a = avx2::dgemm_pack_a6_f32;
     if constexpr (std::is_same_v<TB, float>) k.pack_b = avx2::dgemm_pack_b8_f32;
   }
+#endif
+#if defined(LIEQ_NEON)
+  if (simd) k.tile = neon::dgemm_tile_6x8;
 #endif
   (void)simd;
   return k;
@@ -309,6 +315,9 @@ void gemm_skinny(bool simd, int m, int n, int K, float alpha, Strided a, Strided
   auto axpy = saxpy_strip16_ref;
 #if defined(LIEQ_AVX2)
   if (simd) dot = avx2::sdot_rows, axpy = avx2::saxpy_strip16;
+#endif
+#if defined(LIEQ_NEON)
+  if (simd) dot = neon::sdot_rows, axpy = neon::saxpy_strip16;
 #endif
   (void)simd;
   if (b.rs == 1) {

@@ -65,9 +65,9 @@ struct LinearKernels {
   F16RowFn f16_row;
 };
 
-// The scalar table (simd = false) or the AVX2 table when compiled in and usable on this CPU.
+// The scalar table (simd = false) or the AVX2 / NEON table when compiled in and usable on this CPU.
 const LinearKernels& linear_kernels(bool simd);
-// True when linear_kernels(true) is the AVX2 table.
+// True when linear_kernels(true) is the AVX2 or NEON table.
 bool linear_kernels_simd();
 
 namespace ref {
@@ -96,5 +96,21 @@ void gemv_f32_rows(const float* W, size_t in, const float* x, size_t r0, size_t 
 void gemv_f16_rows(const uint16_t* W, size_t in, const float* x, size_t r0, size_t r1, float* y);
 void f16_row(const uint16_t* src, size_t n, float* dst);
 }  // namespace avx2
+
+// NEON twins (files *_neon.cpp, compiled only for aarch64 where LIEQ_NEON is defined).
+namespace neon {
+void dequant_w2_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
+void dequant_w3_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
+void dequant_w4_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
+void dequant_w8_blocks(const PackedMatrix& W, size_t row, size_t b0, size_t nb, float* dst);
+void qgemv_w2_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void qgemv_w3_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void qgemv_w4_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void qgemv_w8_rows(const PackedMatrix& W, const float* x, size_t M, size_t r0, size_t r1, float* y);
+void dot4x2(const float* const w[4], const float* x0, const float* x1, size_t n, float* acc);
+void gemv_f32_rows(const float* W, size_t in, const float* x, size_t r0, size_t r1, float* y);
+void gemv_f16_rows(const uint16_t* W, size_t in, const float* x, size_t r0, size_t r1, float* y);
+void f16_row(const uint16_t* src, size_t n, float* dst);
+}  // namespace neon
 
 }  // namespace lieq

@@ -1,6 +1,6 @@
 // Scalar reference operators of the decoder runtime (see ops.h), multi-threaded with
 // parallel_for where a call carries enough work. attention(), silu_mul() and
-// log_softmax_nll() dispatch to the AVX2 kernels in ops_avx2.cpp when compiled in and usable.
+// log_softmax_nll() dispatch to the AVX2 kernels in ops_avx2.cpp (NEON: ops_neon.cpp) when compiled in and usable.
 #include "ops.h"
 
 #include <algorithm>
@@ -149,6 +149,9 @@ void attention(const AttentionParams& p) {
 #ifdef LIEQ_AVX2
   if (simd_usable() && p.head_dim % 8 == 0) return attention_driver(p, avx2::attention_block);
 #endif
+#ifdef LIEQ_NEON
+  if (p.head_dim % 4 == 0) return attention_driver(p, neon::attention_block);
+#endif
   attention_driver(p, attention_block_ref);
 }
 
@@ -178,6 +181,12 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n) {
     });
     return;
   }
+#endif
+#ifdef LIEQ_NEON
+  parallel_for(n, kSiluGrain, [&](size_t begin, size_t end, int) {
+    neon::silu_mul(gate + begin, up + begin, out + begin, end - begin);
+  });
+  return;
 #endif
   silu_mul_ref(gate, up, out, n);
 }
@@ -228,6 +237,9 @@ void log_softmax_nll_ref(const float* logits, size_t rows, size_t vocab, const i
 void log_softmax_nll(const float* logits, size_t rows, size_t vocab, const int32_t* targets, double* nll) {
 #ifdef LIEQ_AVX2
   if (simd_usable()) return nll_driver(logits, rows, vocab, targets, nll, avx2::sum_exp_shifted);
+#endif
+#ifdef LIEQ_NEON
+  return nll_driver(logits, rows, vocab, targets, nll, neon::sum_exp_shifted);
 #endif
   nll_driver(logits, rows, vocab, targets, nll, sum_exp_shifted_ref);
 }

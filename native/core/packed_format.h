@@ -64,6 +64,28 @@ inline std::string packed_shape_error(size_t out, size_t in, int bits, int group
   return {};
 }
 
+// Empty when buffers of these lengths hold a packed matrix of this shape, else a message naming the
+// first bad parameter or buffer. Lengths are in elements (qweight and zeros bytes, scales fp16
+// values); `zeros_len` is ignored when symmetric. Products are overflow-checked, so any sizes from a
+// file or from JS may be passed. Every entry point that takes packed bytes from outside calls it.
+inline std::string packed_matrix_error(size_t out, size_t in, int bits, int group, bool symmetric,
+                                       size_t qweight_len, size_t scales_len, size_t zeros_len) {
+  std::string err = packed_shape_error(out, in, bits, group);
+  if (!err.empty()) return err;
+  const size_t row_bytes = in / kPackBlockCodes * static_cast<size_t>(packed_block_bytes(bits));
+  const size_t groups = in / static_cast<size_t>(group);
+  size_t want_qweight = 0, want_groups = 0;
+  if (__builtin_mul_overflow(out, row_bytes, &want_qweight) || __builtin_mul_overflow(out, groups, &want_groups))
+    return "outFeatures × inFeatures: " + std::to_string(out) + " × " + std::to_string(in) + " is too large";
+  auto mismatch = [](const char* what, size_t want, size_t have) {
+    return std::string(what) + ": expected " + std::to_string(want) + " elements, got " + std::to_string(have);
+  };
+  if (qweight_len != want_qweight) return mismatch("qweight", want_qweight, qweight_len);
+  if (scales_len != want_groups) return mismatch("scales", want_groups, scales_len);
+  if (!symmetric && zeros_len != want_groups) return mismatch("zeros", want_groups, zeros_len);
+  return {};
+}
+
 // A read-only view of one packed matrix. Kernels trust it (the binding validates).
 struct PackedMatrix {
   const uint8_t* qweight = nullptr;  // [out, row_bytes()]

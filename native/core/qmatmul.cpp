@@ -76,6 +76,19 @@ const LinearKernels kAvx2Kernels = {
 };
 #endif
 
+#if defined(LIEQ_NEON)
+const LinearKernels kNeonKernels = {
+    {nullptr, nullptr, neon::dequant_w2_blocks, neon::dequant_w3_blocks, neon::dequant_w4_blocks, nullptr, nullptr,
+     nullptr, neon::dequant_w8_blocks},
+    {nullptr, nullptr, neon::qgemv_w2_rows, neon::qgemv_w3_rows, neon::qgemv_w4_rows, nullptr, nullptr, nullptr,
+     neon::qgemv_w8_rows},
+    neon::dot4x2,
+    neon::gemv_f32_rows,
+    neon::gemv_f16_rows,
+    neon::f16_row,
+};
+#endif
+
 constexpr size_t kSmallBatchChunk = 512;  // columns per step: 4 dequantized rows x 2 KiB stay in L1
 
 struct PackedRows {
@@ -117,7 +130,7 @@ void qmatmul_with(const PackedMatrix& W, const float* x, size_t M, const float* 
   check(W);
   if (M == 0) return;
   const LinearKernels& k = linear_kernels(simd);
-  if (M <= kQgemvBatchMax) {
+  if (M <= qgemv_batch_max(W.bits)) {
     const QGemvRowsFn rows = k.qgemv[W.bits];
     parallel_for(W.out, std::max<size_t>(1, (1u << 16) / (W.in * M)), [&](size_t b, size_t e, int) {
       rows(W, x, M, b, e, y);
@@ -146,7 +159,7 @@ void qmatmul_with(const PackedMatrix& W, const float* x, size_t M, const float* 
 }  // namespace
 
 bool linear_kernels_simd() {
-#if defined(LIEQ_AVX2)
+#if defined(LIEQ_AVX2) || defined(LIEQ_NEON)
   return simd_usable();
 #else
   return false;
@@ -156,6 +169,9 @@ bool linear_kernels_simd() {
 const LinearKernels& linear_kernels(bool simd) {
 #if defined(LIEQ_AVX2)
   if (simd && simd_usable()) return kAvx2Kernels;
+#endif
+#if defined(LIEQ_NEON)
+  if (simd && simd_usable()) return kNeonKernels;
 #endif
   (void)simd;
   return kRefKernels;

@@ -28,3 +28,17 @@ void silu_mul(const float* gate, const float* up, float* out, size_t n);  // twi
 double sum_exp_shifted(const float* z, size_t n, float shift);  // twin: ops::sum_exp_shifted_ref
 
 }  // namespace lieq::avx2
+
+// NEON twins (files *_neon.cpp, compiled only for aarch64 where LIEQ_NEON is defined); same
+// contracts as above, except attention_block needs head_dim % 4 == 0.
+namespace lieq::neon {
+void f16_to_f32(const uint8_t* src, float* dst, size_t n);
+void bf16_to_f32(const uint8_t* src, float* dst, size_t n);
+void sgemm_tile_6x16(int kc, const float* a, const float* b, float* c, size_t ldc, int mr, int nr, float alpha, float beta);
+void dgemm_tile_6x8(int kc, const double* a, const double* b, double* c, size_t ldc, int mr, int nr, double alpha, double beta);
+void sdot_rows(int K, int ma, const float* a, size_t lda, int nb, const float* b, size_t ldb, float* out);
+void saxpy_strip16(int K, int ma, const float* a, size_t a_rs, size_t a_cs, const float* b, size_t ldb, float* out);
+void attention_block(const float* q, size_t ld_q, size_t n_rows, const float* kt, size_t ld_k, const float* v, float* out, size_t ld_out, size_t pos0, size_t window, size_t head_dim, float scale, float* scores);
+void silu_mul(const float* gate, const float* up, float* out, size_t n);
+double sum_exp_shifted(const float* z, size_t n, float shift);
+}  // namespace lieq::neon
