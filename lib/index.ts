@@ -114,6 +114,12 @@ export { resolveLayout, packedBytes, type LinearLayout } from './quant/layout.js
 export { PACKED_FORMAT, type QuantizationConfig } from './quant/packed-model.js';
 export { writeRandomCheckpoint, shapeConfig, MODEL_SHAPES, randomReader } from './io/random-model.js';
 export { loadTokenizer, type Tokenizer } from './io/tokenizer.js';
+// Zero-shot tasks (lm-evaluation-harness scoring) and KL divergence vs full precision
+export { loadTask, parseTaskList, TASK_NAMES, TASK_FILES, type TaskName, type TaskDocs, type DocSource } from './eval/tasks.js';
+export { buildItems, primaryMetric, TASK_SPECS, type McItem, type ChoiceRequest, type Metric } from './eval/prompts.js';
+export { RequestEncoder, LoglikelihoodScorer, BOS_POLICIES, type BosPolicy, type EncodedRequest, type EvalTokenizer } from './eval/loglikelihood.js';
+export { evaluateZeroShot, evaluateTask, loadItems, meanStderr, recovery, averageOf, type ZeroShotResult, type ZeroShotOptions, type TaskResult, type MetricValue, type DocScore } from './eval/zero-shot.js';
+export { kldCompare, klDivergence, type KldOptions, type KldResult } from './eval/kld.js';
 // ---- GGUF export (lib/export) ----
 export { exportGguf, resolveExportInputs, planGgufTensors, type ExportGgufOptions, type ExportGgufResult, type ExportedTensor } from './export/export-gguf.js';
 export { GgufWriter, encodeGgufHeader, type GgufKv, type GgufTensorSpec } from './export/gguf-writer.js';

@@ -1,6 +1,9 @@
 /**
  * `lieq eval ppl`: perplexity of a model on a text (README protocol: whole text tokenized
  * once, BOS once, non-overlapping windows of --ctx; --stride for sliding windows).
+ * `lieq eval tasks`: zero-shot accuracy on the seven LieQ tasks, scored like
+ * lm-evaluation-harness (lib/eval, docs/eval.md); with --quantized, recovery vs --model.
+ * `lieq eval kld`: KL divergence of --quantized's next-token distributions from --model's.
  */
 import type { Command } from 'commander';
 
@@ -13,7 +16,14 @@ import { progressBar } from '../progress.js';
 import { EVAL_DATASETS, loadEvalText, perplexity, planWindows, type PerplexityResult } from '../../runtime/perplexity.js';
 import { resolveModelArg } from '../../util/data-dir.js';
 import { UsageError } from '../../util/errors.js';
+import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
+import { BOS_POLICIES, type BosPolicy } from '../../eval/loglikelihood.js';
+import { kldCompare, type KldResult } from '../../eval/kld.js';
+import { TASK_SPECS, type Metric } from '../../eval/prompts.js';
+import { parseTaskList, TASK_NAMES, type TaskName } from '../../eval/tasks.js';
+import { evaluateZeroShot, loadItems, recovery, type ZeroShotResult } from '../../eval/zero-shot.js';
 import { formatBytes, printJson } from '../format.js';
+import { parseChoice } from '../options.js';
 
 interface PplOptions {
   model: string;
@@ -35,7 +45,7 @@ function intOption(name: string, v: string | undefined, min: number): number | u
 }
 
 export function registerEval(program: Command): void {
-  const evalCmd = program.command('eval').description('evaluate a model (perplexity)');
+  const evalCmd = program.command('eval').description('evaluate a model: perplexity, zero-shot tasks, KL divergence vs full precision');
   evalCmd
     .command('ppl')
     .description('perplexity on a text: whole text tokenized once with BOS, non-overlapping windows of --ctx tokens (or sliding windows with --stride)')
@@ -52,6 +62,42 @@ export function registerEval(program: Command): void {
       const r = await runPpl(opts);
       if (opts.json) printJson(r);
       else process.stdout.write(renderPpl(r));
+    });
+  evalCmd
+    .command('tasks')
+    .description('zero-shot accuracy scored like lm-evaluation-harness (docs/eval.md); with --quantized, both models and the recovery ratio')
+    .requiredOption('--model <dir>', 'full-precision model directory, or a shipped model name (stories260K, tinystories-656K)')
+    .option('--quantized <dir>', 'quantized model directory of --model (written by `lieq quantize`): evaluated too, recovery = its mean / the full-precision mean')
+    .option('--tasks <list>', `comma-separated tasks (${TASK_NAMES.join(', ')})`, TASK_NAMES.join(','))
+    .option('--limit <n>', 'the first n documents of each task only (as the harness\'s --limit)')
+    .option('--bos <policy>', `${BOS_POLICIES.join(' | ')}: prepend BOS to every context (auto: the tokenizer's own policy)`, 'auto')
+    .option('--max-length <n>', 'model window; longer pairs lose context tokens from the left (default: max_position_embeddings)')
+    .option('--samples', 'keep every document\'s choice log-likelihoods in the JSON')
+    .option('--out <file.json>', 'write the JSON report here (atomically)')
+    .option('--markdown <file.md>', 'write the markdown table here (atomically)')
+    .option('--json', 'print JSON for scripts (no progress bar)')
+    .action(async (opts: TasksOptions) => {
+      const r = await runTasks(opts);
+      if (opts.out) writeJsonAtomic(opts.out, r);
+      if (opts.markdown) writeFileAtomic(opts.markdown, renderTasksMarkdown(r));
+      if (opts.json) printJson(r);
+      else process.stdout.write(renderTasksMarkdown(r));
+    });
+  evalCmd
+    .command('kld')
+    .description('KL divergence of the quantized model\'s next-token distributions from the full-precision ones (mean, 99th percentile, top-1 agreement)')
+    .requiredOption('--model <dir>', 'full-precision model directory, or a shipped model name')
+    .requiredOption('--quantized <dir>', 'quantized model directory of --model')
+    .option('--dataset <name|file>', `${Object.keys(EVAL_DATASETS).join(' | ')} | a UTF-8 text file`, 'wikitext2')
+    .option('--ctx <n>', 'window length in tokens (default: min(2048, max_position_embeddings))')
+    .option('--limit <k>', 'the first k windows only')
+    .option('--out <file.json>', 'write the JSON report here (atomically)')
+    .option('--json', 'print JSON for scripts (no progress bar)')
+    .action(async (opts: KldOptionsCli) => {
+      const r = await runKld(opts);
+      if (opts.out) writeJsonAtomic(opts.out, r);
+      if (opts.json) printJson(r);
+      else process.stdout.write(renderKld(r));
     });
 }
 
@@ -154,4 +200,224 @@ export function renderPpl(r: PplReport): string {
     `peak RSS    ${formatBytes(r.peakRssBytes)}`,
   ];
   return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------
+// eval tasks
+
+interface TasksOptions {
+  model: string;
+  quantized?: string;
+  tasks: string;
+  limit?: string;
+  bos: string;
+  maxLength?: string;
+  samples?: boolean;
+  out?: string;
+  markdown?: string;
+  json?: boolean;
+}
+
+export interface TaskRow {
+  task: TaskName;
+  metric: Metric;
+  primary: boolean;
+  docs: number;
+  fp: number;
+  fpStderr: number;
+  quantized: number | null;
+  quantizedStderr: number | null;
+  recovery: number | null;
+}
+
+export interface TasksReport {
+  model: string;
+  quantized: string | null;
+  tasks: TaskName[];
+  limit: number | null;
+  bos: BosPolicy;
+  rows: TaskRow[];
+  average: {
+    fp: ZeroShotResult['average'];
+    quantized: ZeroShotResult['average'] | null;
+    recovery: { primary: number; acc: number } | null;
+  };
+  runs: { fp: ZeroShotResult; quantized: ZeroShotResult | null };
+  threads: number;
+  peakRssBytes: number;
+}
+
+async function runTasks(opts: TasksOptions): Promise<TasksReport> {
+  const dir = resolveModelArg(opts.model);
+  const tasks = parseTaskList(opts.tasks);
+  const limit = intOption('limit', opts.limit, 1);
+  const maxLength = intOption('max-length', opts.maxLength, 2);
+  const bos = parseChoice(opts.bos, '--bos', BOS_POLICIES);
+  const items = loadItems(tasks, { limit });
+  const tokenizer = await loadTokenizer(dir);
+  const perModel = [...items.values()].reduce((s, l) => s + l.length, 0);
+  const runs = opts.quantized ? 2 : 1;
+  const bar = progressBar('zero-shot', 'docs', !opts.json);
+  let doneBefore = 0;
+  const evalOne = async (quantizedDir: string | undefined, label: string): Promise<ZeroShotResult> => {
+    const model = openEvalModel(dir, quantizedDir);
+    try {
+      const offsets = new Map<TaskName, number>();
+      let acc = doneBefore;
+      for (const [t, l] of items) {
+        offsets.set(t, acc);
+        acc += l.length;
+      }
+      const r = await evaluateZeroShot(model, tokenizer, items, {
+        bos,
+        maxLength,
+        samples: opts.samples,
+        onProgress: (task, done) => bar.update(offsets.get(task)! + done, perModel * runs, `${label} ${task}`),
+      });
+      doneBefore += perModel;
+      return r;
+    } finally {
+      model.close();
+    }
+  };
+  bar.update(0, perModel * runs, 'fp');
+  let fp: ZeroShotResult;
+  let q: ZeroShotResult | null = null;
+  try {
+    fp = await evalOne(undefined, 'fp');
+    if (opts.quantized) q = await evalOne(opts.quantized, 'quantized');
+  } finally {
+    bar.stop();
+  }
+  const rows: TaskRow[] = [];
+  for (const t of fp.tasks) {
+    const qt = q?.tasks.find((x) => x.task === t.task);
+    for (const metric of TASK_SPECS[t.task].metrics) {
+      const a = t.metrics[metric]!;
+      const b = qt?.metrics[metric] ?? null;
+      rows.push({
+        task: t.task, metric, primary: metric === t.primary, docs: t.docs,
+        fp: a.value, fpStderr: a.stderr,
+        quantized: b ? b.value : null, quantizedStderr: b ? b.stderr : null,
+        recovery: b ? recovery(a.value, b.value) : null,
+      });
+    }
+  }
+  return {
+    model: dir,
+    quantized: opts.quantized ?? null,
+    tasks,
+    limit: limit ?? null,
+    bos,
+    rows,
+    average: {
+      fp: fp.average,
+      quantized: q?.average ?? null,
+      recovery: q ? { primary: recovery(fp.average.primary, q.average.primary), acc: recovery(fp.average.acc, q.average.acc) } : null,
+    },
+    runs: { fp, quantized: q },
+    threads: native().getThreads(),
+    peakRssBytes: process.resourceUsage().maxRSS * 1024,
+  };
+}
+
+const pct = (x: number | null) => (x === null || !Number.isFinite(x) ? '—' : (100 * x).toFixed(2));
+
+/** Markdown: one row per task and metric (primary metric in bold), then the averages. */
+export function renderTasksMarkdown(r: TasksReport): string {
+  const hasQ = r.quantized !== null;
+  const head = ['task', 'metric', 'n', 'FP %', '± stderr', ...(hasQ ? ['quantized %', '± stderr', 'recovery %'] : [])];
+  const lines = [
+    `model: ${r.model}${hasQ ? `  \nquantized: ${r.quantized}` : ''}  `,
+    `zero-shot, lm-evaluation-harness scoring (docs/eval.md); BOS ${r.runs.fp.bos ? 'prepended' : 'not prepended'} (--bos ${r.bos}); window ${r.runs.fp.maxLength} tokens${r.limit !== null ? `; first ${r.limit} documents per task` : ''}`,
+    '',
+    `| ${head.join(' | ')} |`,
+    `|${head.map((_, i) => (i < 2 ? '---' : '---:')).join('|')}|`,
+  ];
+  for (const row of r.rows) {
+    const m = row.primary ? `**${row.metric}**` : row.metric;
+    const cells = [row.task, m, String(row.docs), pct(row.fp), pct(row.fpStderr), ...(hasQ ? [pct(row.quantized), pct(row.quantizedStderr), pct(row.recovery)] : [])];
+    lines.push(`| ${cells.join(' | ')} |`);
+  }
+  const avg = (label: string, key: 'primary' | 'acc') => {
+    const cells = [label, key === 'primary' ? '**primary**' : 'acc', '', pct(r.average.fp[key]), '', ...(hasQ ? [pct(r.average.quantized![key]), '', pct(r.average.recovery![key])] : [])];
+    lines.push(`| ${cells.join(' | ')} |`);
+  };
+  avg('**average**', 'primary');
+  avg('average', 'acc');
+  const merged = r.runs.fp.tasks.filter((t) => t.boundaryMerges > 0);
+  if (merged.length > 0) {
+    const list = merged.map((t) => `${t.task} ${t.boundaryMerges}/${t.requests}${t.boundaryFallbacks ? ` (${t.boundaryFallbacks} empty → shared-token boundary)` : ''}`).join(', ');
+    lines.push('', `Tokens merged across the context/continuation boundary (split by token count, as the harness): ${list}.`);
+  }
+  const long = r.runs.fp.tasks.filter((t) => t.longContinuations > 0);
+  if (long.length > 0)
+    lines.push('', `Continuations longer than the ${r.runs.fp.maxLength}-token window, scored in chunks: ${long.map((t) => `${t.task} ${t.longContinuations}`).join(', ')}.`);
+  const secs = r.runs.fp.seconds + (r.runs.quantized?.seconds ?? 0);
+  lines.push('', `primary = acc_norm where the harness reports it, else acc${hasQ ? '; recovery = quantized / FP' : ''}. ${secs.toFixed(1)} s, ${r.threads} thread${r.threads === 1 ? '' : 's'}, peak RSS ${formatBytes(r.peakRssBytes)}.`);
+  return lines.join('\n') + '\n';
+}
+
+// ---------------------------------------------------------------------------------------
+// eval kld
+
+interface KldOptionsCli {
+  model: string;
+  quantized: string;
+  dataset: string;
+  ctx?: string;
+  limit?: string;
+  out?: string;
+  json?: boolean;
+}
+
+export interface KldReport extends KldResult {
+  model: string;
+  quantized: string;
+  dataset: string;
+  textTokens: number;
+  threads: number;
+}
+
+async function runKld(opts: KldOptionsCli): Promise<KldReport> {
+  const dir = resolveModelArg(opts.model);
+  const limit = intOption('limit', opts.limit, 1);
+  const ctxOpt = intOption('ctx', opts.ctx, 2);
+  const base = openEvalModel(dir);
+  try {
+    const q = openEvalModel(dir, opts.quantized);
+    try {
+      const ctx = ctxOpt ?? Math.min(2048, base.config.maxPositionEmbeddings);
+      const tokenizer = await loadTokenizer(dir);
+      const { name, text } = loadEvalText(opts.dataset);
+      const ids = tokenizer.encode(text, { addBos: true, addEos: false });
+      const total = Math.min(planWindows(ids.length, ctx).length, limit ?? Infinity);
+      const bar = progressBar('kl divergence', 'windows', !opts.json);
+      bar.update(0, total, name);
+      let r: KldResult;
+      try {
+        r = await kldCompare(base, q, ids, { ctx, limit, onProgress: (done) => bar.update(done, total, name) });
+      } finally {
+        bar.stop();
+      }
+      return { model: dir, quantized: opts.quantized, dataset: name, textTokens: ids.length, ...r, threads: native().getThreads() };
+    } finally {
+      q.close();
+    }
+  } finally {
+    base.close();
+  }
+}
+
+export function renderKld(r: KldReport): string {
+  const n = (x: number) => x.toLocaleString('en-US');
+  return [
+    `model        ${r.model}`,
+    `quantized    ${r.quantized}`,
+    `dataset      ${r.dataset} (${n(r.windows)} windows × ${r.ctx} tokens, ${n(r.tokens)} positions)`,
+    `KL(FP‖Q)     mean ${r.meanKld.toExponential(4)} ± ${r.stderrKld.toExponential(2)} nats, median ${r.medianKld.toExponential(3)}, p99 ${r.p99Kld.toExponential(3)}, p99.9 ${r.p999Kld.toExponential(3)}, max ${r.maxKld.toExponential(3)}`,
+    `top-1 agree  ${(100 * r.top1Agreement).toFixed(2)} %`,
+    `mean NLL     FP ${r.meanNllBase.toFixed(6)}, quantized ${r.meanNllQuantized.toFixed(6)} nats/token`,
+    `time         ${r.seconds.toFixed(1)} s (${r.threads} threads)`,
+  ].join('\n') + '\n';
 }
