@@ -59,9 +59,10 @@ describe('job specs', () => {
   });
 });
 
-function startWorker(redis: string, queue: string, storage: string, extra: string[] = []): ChildProcess {
+function startWorker(redis: string, queue: string, storage: string, extra: string[] = [], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, [LIEQ_BIN, 'farm', 'worker', '--redis', redis, '--queue', queue, '--storage', storage, '--lock-ms', '1500', '--job-threads', '1', '--exit-when-idle', ...extra], {
     stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...env },
   });
 }
 
@@ -173,6 +174,25 @@ describe.skipIf(redisMissing)('farm on a real Redis server', () => {
     // The killed worker started something it never finished.
     const victimLines = log.filter((l) => l.pid === victim.pid);
     expect(victimLines.some((l) => l.event === 'started')).toBe(true);
+  });
+
+  it('retries a quantize stage killed after layer 2 and resumes from its per-layer checkpoints', async () => {
+    const storage = join(dir, 'storage-d');
+    const fs = new FarmStorage(storage);
+    const spec = planSpecs([stories], { ...base, uniform: '3' })[0];
+    await submitJobs({ redis: redis.url, queue: 'd' }, [spec]);
+    // The test hook SIGKILLs the quantize process right after it checkpoints layer 2 — only when
+    // it computes layer 2, so the retry (which finds layers 0–2 checkpointed) runs through.
+    const w = startWorker(redis.url, 'd', storage, [], { LIEQ_TEST_CRASH_AT: 'layer:2' });
+    expect(await exited(w)).toBe(0);
+    const status = await farmStatus({ redis: redis.url, queue: 'd' });
+    expect(status.counts.completed).toBe(1);
+    const id = jobId(spec);
+    const log = fs.readLog().filter((l) => l.job === id && l.stage === 'quantize');
+    expect(log.map((l) => l.event)).toEqual(['started', 'failed', 'started', 'done']);
+    expect(log[1].error).toMatch(/SIGKILL/);
+    const report = JSON.parse(readFileSync(join(fs.quantizedDir(id), 'report.json'), 'utf8'));
+    expect(report.resumedLayers).toBe(3);
   });
 
   it('fails a poison job after its attempts and records the error', async () => {
