@@ -142,7 +142,7 @@ describe('lieq analyze --score measured -> allocate --method exact (CLI)', () =>
     expect(mismatch.code).toBe(2);
     expect(mismatch.stderr).toMatch(/measured with --group 128/);
     const v2only = join(dir, 'v2-analysis.json');
-    expect(lieq(['analyze', 'stories260K', '--calib', 'tinystories', '--samples', '2', '--seqlen', '64', '-o', v2only], env).code).toBe(0);
+    expect(lieq(['analyze', 'stories260K', '--calib', 'tinystories', '--samples', '2', '--seqlen', '64', '--score', 'v2', '-o', v2only], env).code).toBe(0);
     const missing = lieq(['allocate', v2only, '--score', 'hybrid', '--bits', '2.4']);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toMatch(/--score hybrid needs measured layer costs/);
