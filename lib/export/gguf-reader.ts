@@ -33,8 +33,14 @@ export interface GgufFile {
   readTensorF32(name: string): Float32Array;
 }
 
+/** ggml tensors have at most 4 dimensions (GGML_MAX_DIMS); nested metadata arrays deeper
+ *  than this are refused (a crafted file could otherwise overflow the stack). */
+const MAX_DIMS = 4;
+const MAX_ARRAY_DEPTH = 16;
+
 class Cursor {
   pos = 0;
+  private depth = 0;
   constructor(private readonly b: Buffer, private readonly file: string) {}
   need(n: number): void {
     if (this.pos + n > this.b.length) throw new FormatError(this.file, `truncated GGUF header (needed ${n} bytes at ${this.pos})`);
@@ -74,8 +80,13 @@ class Cursor {
       case GgufValueType.ARRAY: {
         const itemType = this.u32();
         const n = this.u64();
-        const out: GgufValue[] = new Array(n);
-        for (let i = 0; i < n; i++) out[i] = this.value(itemType);
+        // Every item takes at least one byte: a count beyond the bytes left is a lie, refused
+        // before anything is allocated for it.
+        if (n > this.b.length - this.pos) throw new FormatError(this.file, `array of ${n} items at ${this.pos - 12} is longer than the header`);
+        if (++this.depth > MAX_ARRAY_DEPTH) throw new FormatError(this.file, `arrays nested deeper than ${MAX_ARRAY_DEPTH} at ${this.pos - 12}`);
+        const out: GgufValue[] = [];
+        for (let i = 0; i < n; i++) out.push(this.value(itemType));
+        this.depth--;
         return out;
       }
       default: throw new FormatError(this.file, `unknown GGUF value type ${type} at ${this.pos - 4}`);
@@ -111,15 +122,23 @@ export function readGguf(path: string): GgufFile {
     for (let i = 0; i < nTensors; i++) {
       const name = c.str();
       const nd = c.u32();
+      if (nd < 1 || nd > MAX_DIMS) throw new FormatError(path, `tensor "${name}" has ${nd} dimensions (1 to ${MAX_DIMS})`);
       const dims = Array.from({ length: nd }, () => c.u64());
       raw.push({ name, dims, type: c.u32(), offset: c.u64() });
     }
     const dataOffset = Math.ceil(c.pos / alignment) * alignment;
     const tensors = raw.map((t) => {
-      const type = ggmlTraits(t.type as never).name;
+      let tr: ReturnType<typeof ggmlTraits>;
+      try {
+        tr = ggmlTraits(t.type as never);
+      } catch {
+        throw new FormatError(path, `tensor "${t.name}" has an unknown ggml type ${t.type}`);
+      }
+      const type = tr.name;
       const rows = t.dims.slice(1).reduce((a, b) => a * b, 1);
-      const tr = ggmlTraits(type);
+      if (t.dims[0] % tr.blockSize !== 0) throw new FormatError(path, `tensor "${t.name}": row length ${t.dims[0]} is not a multiple of ${type}'s block of ${tr.blockSize}`);
       const bytes = (rows * t.dims[0] * tr.blockBytes) / tr.blockSize;
+      if (!Number.isSafeInteger(bytes) || !Number.isSafeInteger(t.offset)) throw new FormatError(path, `tensor "${t.name}" claims ${bytes} bytes at offset ${t.offset}`);
       if (dataOffset + t.offset + bytes > size) throw new FormatError(path, `tensor "${t.name}" runs past the end of the file`);
       return { name: t.name, dims: t.dims, type, offset: dataOffset + t.offset, bytes };
     });
