@@ -13,7 +13,7 @@
 # Then on the device: bash scripts/device-run.sh checks|bench (docs/gpu.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=.device
+out=${DEVICE_DIR:-.device}   # DEVICE_DIR=.device-NAME gives each user its own carry folder
 addon=${1:-build/Release/lieq.node}
 mkdir -p "$out"
 if [ ! -f "$out/node.tar.xz" ]; then
