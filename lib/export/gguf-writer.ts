@@ -7,15 +7,12 @@
  *   zero padding to the alignment, then the tensor data, each tensor padded to the alignment.
  * Strings are u64 length + UTF-8 bytes. The alignment is `general.alignment` (default 32).
  *
- * Streaming and atomic like SafetensorsWriter: the whole header (every tensor's type and
+ * Streaming and atomic through the writer SafetensorsWriter also uses (lib/io/ordered-file-writer.ts): the whole header (every tensor's type and
  * size is known up front) is written first, then each tensor's bytes in the declared order,
  * possibly in several parts; the file goes to a temp path and is renamed on commit().
  */
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
-
-import { tempPathFor } from '../io/safetensors.js';
-import { FileError, FormatError } from '../util/errors.js';
+import { OrderedFileWriter } from '../io/ordered-file-writer.js';
+import { FormatError } from '../util/errors.js';
 import { ggmlRowBytes, ggmlTraits, type GgmlTypeName } from './ggml-types.js';
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
@@ -170,96 +167,23 @@ export function encodeGgufHeader(kvs: GgufKv[], tensors: GgufTensorSpec[], where
   return { header: Buffer.from(s.view()), offsets, alignment };
 }
 
-function writeAll(fd: number, data: Uint8Array): void {
-  let done = 0;
-  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done);
-}
-
-export class GgufWriter {
-  readonly dest: string;
-  private readonly tmp: string;
-  private fd: number | undefined;
+/** The GGUF header encoding on top of the shared streaming atomic file (lib/io/ordered-file-writer.ts). */
+export class GgufWriter extends OrderedFileWriter {
   private readonly tensors: GgufTensorSpec[];
-  private readonly alignment: number;
-  private next = 0;
-  private partial = 0;
-  /** Bytes written so far (header included). */
-  bytesWritten = 0;
 
-  private constructor(dest: string, tmp: string, fd: number, tensors: GgufTensorSpec[], alignment: number) {
-    this.dest = dest;
-    this.tmp = tmp;
-    this.fd = fd;
+  private constructor(dest: string, header: Uint8Array, tensors: GgufTensorSpec[], alignment: number) {
+    const entries = tensors.map((t) => ({ name: t.name, bytes: tensorBytes(t), sizeFrom: `${t.type} [${t.dims.join(', ')}]` }));
+    super(dest, header, entries, { alignment, mkdir: true });
     this.tensors = tensors;
-    this.alignment = alignment;
   }
 
   static create(dest: string, kvs: GgufKv[], tensors: GgufTensorSpec[]): GgufWriter {
     const { header, alignment } = encodeGgufHeader(kvs, tensors, dest);
-    mkdirSync(dirname(dest), { recursive: true });
-    const tmp = tempPathFor(dest);
-    let fd: number;
-    try {
-      fd = openSync(tmp, 'wx');
-    } catch (err) {
-      throw new FileError(dest, `cannot create (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
-    }
-    const w = new GgufWriter(dest, tmp, fd, tensors, alignment);
-    try {
-      writeAll(fd, header);
-      w.bytesWritten = header.length;
-    } catch (err) {
-      w.abort();
-      throw err;
-    }
-    return w;
+    return new GgufWriter(dest, header, tensors, alignment);
   }
 
   /** The tensor the writer expects next, or undefined when all are written. */
   get expected(): GgufTensorSpec | undefined {
-    return this.tensors[this.next];
-  }
-
-  /** Write (part of) the next tensor's bytes; tensors in the declared order. */
-  write(name: string, data: Uint8Array): void {
-    if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
-    const spec = this.tensors[this.next];
-    if (!spec || spec.name !== name)
-      throw new FormatError(this.dest, `tensor "${name}" written out of order (expected "${spec?.name ?? '(none)'}")`);
-    const want = tensorBytes(spec);
-    if (this.partial + data.byteLength > want)
-      throw new FormatError(this.dest, `tensor "${name}": ${this.partial + data.byteLength} bytes given, ${spec.type} [${spec.dims.join(', ')}] needs ${want}`);
-    writeAll(this.fd, data);
-    this.partial += data.byteLength;
-    this.bytesWritten += data.byteLength;
-    if (this.partial === want) {
-      const pad = alignUp(want, this.alignment) - want;
-      if (pad) writeAll(this.fd, new Uint8Array(pad));
-      this.bytesWritten += pad;
-      this.next++;
-      this.partial = 0;
-    }
-  }
-
-  commit(): void {
-    if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
-    if (this.next !== this.tensors.length)
-      throw new FormatError(this.dest, `only ${this.next} of ${this.tensors.length} tensors were written completely`);
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.fd = undefined;
-    renameSync(this.tmp, this.dest);
-  }
-
-  abort(): void {
-    if (this.fd !== undefined) {
-      try {
-        closeSync(this.fd);
-      } catch {
-        /* already closed */
-      }
-      this.fd = undefined;
-    }
-    rmSync(this.tmp, { force: true });
+    return this.tensors[this.nextIndex];
   }
 }

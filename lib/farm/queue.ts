@@ -180,10 +180,26 @@ export interface FarmStatus {
   completed: { id: string; result: unknown }[];
 }
 
-export async function farmStatus(conn: FarmConnection, o: { completed?: number } = {}): Promise<FarmStatus> {
+/** States in which a job still has work ahead of it. */
+const PENDING_STATES = ['wait', 'prioritized', 'active', 'delayed', 'waiting-children'] as const;
+
+async function withQueue<T>(conn: FarmConnection, use: (queue: Queue, name: string) => Promise<T>): Promise<T> {
   const name = conn.queue ?? DEFAULT_QUEUE;
   const queue = new Queue(name, { connection: redisConnection(conn.redis) });
   try {
+    return await use(queue, name);
+  } finally {
+    await queue.close();
+  }
+}
+
+/** True when no job waits, runs or is delayed (one round trip: cheap enough to poll). */
+export async function farmIdle(conn: FarmConnection): Promise<boolean> {
+  return withQueue(conn, async (queue) => Object.values(await queue.getJobCounts(...PENDING_STATES)).every((v) => v === 0));
+}
+
+export async function farmStatus(conn: FarmConnection, o: { completed?: number } = {}): Promise<FarmStatus> {
+  return withQueue(conn, async (queue, name) => {
     const counts = await queue.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'completed', 'failed');
     const active = await queue.getActive();
     const failed = await queue.getFailed();
@@ -201,7 +217,5 @@ export async function farmStatus(conn: FarmConnection, o: { completed?: number }
       failed: failed.map((j) => ({ id: j.id!, reason: j.failedReason, attempts: j.attemptsMade })),
       completed: completed.map((j) => ({ id: j.id!, result: j.returnvalue as unknown })),
     };
-  } finally {
-    await queue.close();
-  }
+  });
 }

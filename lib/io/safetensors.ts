@@ -10,11 +10,10 @@
  * where there is one, the tensor. The writer streams tensors into a temp file and renames it
  * into place, so a crash never leaves a partial file at the destination.
  */
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 import { FileError, FormatError, UnsupportedError } from '../util/errors.js';
+import { OrderedFileWriter, type OrderedEntry } from './ordered-file-writer.js';
 import { jsonSnippet } from '../util/json-snippet.js';
 import { native, NativeDType } from '../native.js';
 
@@ -112,10 +111,14 @@ export class SafetensorsFile {
     return t;
   }
 
-  /** Raw bytes of a tensor (a fresh Buffer; reads exactly the tensor's range). */
-  readBytes(name: string): Buffer {
+  /** Raw bytes of a tensor (reads exactly the tensor's range) into a fresh Buffer, or into `out` (exactly byteLength bytes). */
+  readBytes(name: string): Buffer;
+  readBytes<T extends Uint8Array>(name: string, out: T): T;
+  readBytes(name: string, out?: Uint8Array): Uint8Array {
     const t = this.info(name);
-    const buf = Buffer.allocUnsafe(t.byteLength);
+    if (out && out.byteLength !== t.byteLength)
+      throw new RangeError(`${this.path}: tensor "${name}" has ${t.byteLength} bytes, the destination array ${out.byteLength}`);
+    const buf = out ?? Buffer.allocUnsafe(t.byteLength);
     let done = 0;
     while (done < t.byteLength) {
       const n = readSync(this.handle(), buf, done, t.byteLength - done, t.offset + done);
@@ -127,15 +130,18 @@ export class SafetensorsFile {
 
   /**
    * Rows of a 2-D (or higher) tensor as f32 [rows.length, cols], read one row at a time by
-   * offset: an embedding lookup for a few thousand token ids reads only those rows.
+   * offset: an embedding lookup for a few thousand token ids reads only those rows. `out`
+   * (exactly rows.length × cols values) lets a caller reuse one block buffer.
    */
-  readRowsF32(name: string, rows: ArrayLike<number>): Float32Array {
+  readRowsF32(name: string, rows: ArrayLike<number>, out?: Float32Array): Float32Array {
     const t = this.info(name);
     if (t.shape.length < 2) throw new FormatError(this.path, `tensor "${name}" is not a matrix`);
     const cols = numel(t.shape.slice(1));
     const es = DTYPE_SIZES[t.dtype];
     const rowBytes = cols * es;
-    const out = new Float32Array(rows.length * cols);
+    out ??= new Float32Array(rows.length * cols);
+    if (out.length !== rows.length * cols)
+      throw new RangeError(`${this.path}: tensor "${name}": ${rows.length} rows of ${cols} values, the destination array has ${out.length}`);
     const buf = Buffer.allocUnsafe(rowBytes);
     for (let i = 0; i < rows.length; i++) {
       const r = rows[i];
@@ -146,16 +152,43 @@ export class SafetensorsFile {
         if (n === 0) throw new FormatError(this.path, `tensor "${name}": unexpected end of file`);
         done += n;
       }
-      out.set(bytesToF32(buf, t.dtype, `${this.path}: tensor "${name}"`), i * cols);
+      bytesToF32Into(buf, t.dtype, out.subarray(i * cols, (i + 1) * cols), `${this.path}: tensor "${name}"`);
     }
     return out;
   }
 
-  /** A tensor converted to f32 (F32/F16/BF16 in native code; F64 in JS). */
+  /** A tensor converted to f32 (F32/F16/BF16 in native code; F64 in JS) in a new array. */
   readF32(name: string): Float32Array {
+    return this.readF32Into(name, new Float32Array(numel(this.info(name).shape)));
+  }
+
+  /**
+   * A tensor converted to f32 into `out` (exactly its element count), read through one shared
+   * scratch buffer of READ_CHUNK_BYTES: nothing proportional to the tensor is allocated, so a
+   * caller that reuses `out` reads a model layer by layer in bounded memory (V8 frees the
+   * memory of dropped arrays only when it next collects, which can be a layer too late).
+   */
+  readF32Into(name: string, out: Float32Array): Float32Array {
     const t = this.info(name);
-    const bytes = this.readBytes(name);
-    return bytesToF32(bytes, t.dtype, `${this.path}: tensor "${name}"`);
+    const what = `${this.path}: tensor "${name}"`;
+    const n = numel(t.shape);
+    if (out.length !== n) throw new RangeError(`${what}: has ${n} values, the destination array ${out.length}`);
+    checkF32Convertible(t.dtype, what);
+    const es = DTYPE_SIZES[t.dtype];
+    const scratch = readScratch();
+    const chunk = Math.floor(scratch.byteLength / es);
+    for (let i = 0; i < n; i += chunk) {
+      const m = Math.min(chunk, n - i);
+      const bytes = scratch.subarray(0, m * es);
+      let done = 0;
+      while (done < bytes.byteLength) {
+        const r = readSync(this.handle(), bytes, done, bytes.byteLength - done, t.offset + i * es + done);
+        if (r === 0) throw new FormatError(this.path, `tensor "${name}": unexpected end of file`);
+        done += r;
+      }
+      bytesToF32Into(bytes, t.dtype, out.subarray(i, i + m), what);
+    }
+    return out;
   }
 
   close(): void {
@@ -171,10 +204,28 @@ export class SafetensorsFile {
   }
 }
 
+/** Bytes read at a time by readF32Into (one buffer for the process: reads are synchronous). */
+export const READ_CHUNK_BYTES = 4 * 2 ** 20;
+let scratch: Buffer | undefined;
+function readScratch(): Buffer {
+  return (scratch ??= Buffer.allocUnsafeSlow(READ_CHUNK_BYTES));
+}
+
+function checkF32Convertible(dtype: Dtype, what: string): void {
+  if (dtype !== 'F32' && dtype !== 'F16' && dtype !== 'BF16' && dtype !== 'F64')
+    throw new UnsupportedError(`${what}: dtype ${dtype} cannot be converted to f32 (supported: F32, F16, BF16, F64)`);
+}
+
 /** Convert raw tensor bytes of a float dtype to a new Float32Array. */
 export function bytesToF32(bytes: Uint8Array, dtype: Dtype, what: string): Float32Array {
+  checkF32Convertible(dtype, what);
+  return bytesToF32Into(bytes, dtype, new Float32Array(bytes.byteLength / DTYPE_SIZES[dtype]), what);
+}
+
+/** Convert raw tensor bytes of a float dtype into `out` (bytes.byteLength / element size values). */
+export function bytesToF32Into(bytes: Uint8Array, dtype: Dtype, out: Float32Array, what: string): Float32Array {
   const n = bytes.byteLength / DTYPE_SIZES[dtype];
-  const out = new Float32Array(n);
+  if (out.length !== n) throw new RangeError(`${what}: ${n} values to convert, the destination array has ${out.length}`);
   switch (dtype) {
     case 'F32':
       native().toF32(bytes, NativeDType.F32, out);
@@ -302,10 +353,8 @@ export interface TensorToWrite {
   data: Uint8Array | (() => Uint8Array);
 }
 
-/** A temp path beside `dest` (same file system, so rename is atomic). */
-export function tempPathFor(dest: string): string {
-  return join(dirname(dest), `.${basename(dest)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-}
+/** Re-exported for the callers that found it here first; it lives with the other atomic helpers. */
+export { tempPathFor } from '../util/atomic.js';
 
 export interface TensorSpec {
   name: string;
@@ -314,105 +363,33 @@ export interface TensorSpec {
 }
 
 /**
- * Streaming atomic writer: the header (all names, dtypes, shapes) is written first, then each
- * tensor's bytes in the declared order, one at a time, so a model never has to be in memory
- * whole. Data goes to a temp file beside `dest`; `commit()` fsyncs and renames it into place,
- * `abort()` removes it. The header is space-padded to a multiple of 8 bytes (aligned data).
+ * Streaming atomic safetensors writer (lib/io/ordered-file-writer.ts owns the file: temp path,
+ * declared order, parts, commit = fsync + rename, abort = remove). The header (all names, dtypes,
+ * shapes) is space-padded to a multiple of 8 bytes so the data is aligned.
  */
-export class SafetensorsWriter {
-  readonly dest: string;
-  private readonly tmp: string;
-  private fd: number | undefined;
-  private readonly specs: TensorSpec[];
-  private next = 0;
-  /** Bytes of the current tensor written so far (parts). */
-  private partial = 0;
-
-  private constructor(dest: string, tmp: string, fd: number, specs: TensorSpec[]) {
-    this.dest = dest;
-    this.tmp = tmp;
-    this.fd = fd;
-    this.specs = specs;
-  }
-
+export class SafetensorsWriter extends OrderedFileWriter {
   static create(dest: string, specs: TensorSpec[], metadata?: Record<string, string>): SafetensorsWriter {
     const header: Record<string, unknown> = {};
     if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
     let offset = 0;
     const seen = new Set<string>();
+    const entries: OrderedEntry[] = [];
     for (const t of specs) {
       if (seen.has(t.name)) throw new FormatError(dest, `duplicate tensor name "${t.name}"`);
       seen.add(t.name);
       if (!isDtype(t.dtype)) throw new FormatError(dest, `tensor "${t.name}": unknown dtype ${String(t.dtype)}`);
       const size = numel(t.shape) * DTYPE_SIZES[t.dtype];
       header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+      entries.push({ name: t.name, bytes: size, sizeFrom: 'shape × dtype' });
       offset += size;
     }
     let json = JSON.stringify(header);
     json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
     const headerBytes = Buffer.from(json, 'utf8');
-    const lenBytes = Buffer.alloc(8);
-    lenBytes.writeBigUInt64LE(BigInt(headerBytes.length));
-    const tmp = tempPathFor(dest);
-    let fd: number;
-    try {
-      fd = openSync(tmp, 'wx');
-    } catch (err) {
-      throw new FileError(dest, `cannot create (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err });
-    }
-    const w = new SafetensorsWriter(dest, tmp, fd, specs);
-    try {
-      writeAll(fd, lenBytes);
-      writeAll(fd, headerBytes);
-    } catch (err) {
-      w.abort();
-      throw err;
-    }
-    return w;
-  }
-
-  /**
-   * Write the next tensor's bytes (tensors in the declared order). A tensor may be written in
-   * several parts (consecutive calls with the same name) so large tensors can be streamed.
-   */
-  write(name: string, data: Uint8Array): void {
-    const spec = this.specs[this.next];
-    if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
-    if (!spec || spec.name !== name)
-      throw new FormatError(this.dest, `tensor "${name}" written out of order (expected "${spec?.name ?? '(none)'}")`);
-    const want = numel(spec.shape) * DTYPE_SIZES[spec.dtype];
-    if (this.partial + data.byteLength > want)
-      throw new FormatError(this.dest, `tensor "${name}": ${this.partial + data.byteLength} bytes given, shape × dtype needs ${want}`);
-    writeAll(this.fd, data);
-    this.partial += data.byteLength;
-    if (this.partial === want) {
-      this.next++;
-      this.partial = 0;
-    }
-  }
-
-  /** Finish: every declared tensor must have been written. */
-  commit(): void {
-    if (this.fd === undefined) throw new FileError(this.dest, 'writer is closed');
-    if (this.next !== this.specs.length)
-      throw new FormatError(this.dest, `only ${this.next} of ${this.specs.length} tensors were written completely`);
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.fd = undefined;
-    renameSync(this.tmp, this.dest);
-  }
-
-  /** Discard the partial file (safe to call more than once). */
-  abort(): void {
-    if (this.fd !== undefined) {
-      try {
-        closeSync(this.fd);
-      } catch {
-        /* already closed */
-      }
-      this.fd = undefined;
-    }
-    rmSync(this.tmp, { force: true });
+    const bytes = Buffer.alloc(8 + headerBytes.length);
+    bytes.writeBigUInt64LE(BigInt(headerBytes.length));
+    headerBytes.copy(bytes, 8);
+    return new SafetensorsWriter(dest, bytes, entries);
   }
 }
 
@@ -434,11 +411,6 @@ export function writeSafetensors(dest: string, tensors: TensorToWrite[], metadat
     w.abort();
     throw err;
   }
-}
-
-function writeAll(fd: number, data: Uint8Array): void {
-  let done = 0;
-  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done);
 }
 
 /** Bytes of a typed array as a Uint8Array view (no copy). */

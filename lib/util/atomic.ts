@@ -3,10 +3,15 @@
  * error leaves the destination as it was (absent or the previous complete version).
  */
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync, existsSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
 
-import { tempPathFor } from '../io/safetensors.js';
 import { FileError } from './errors.js';
+
+/** A temp path beside `dest` (same file system, so rename is atomic). */
+export function tempPathFor(dest: string): string {
+  return join(dirname(dest), `.${basename(dest)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+}
 
 export function writeFileAtomic(dest: string, data: string | Uint8Array): void {
   mkdirSync(dirname(dest), { recursive: true });

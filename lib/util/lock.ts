@@ -14,7 +14,7 @@ import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } 
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 
-import { tempPathFor } from '../io/safetensors.js';
+import { tempPathFor } from './atomic.js';
 import { FileError } from './errors.js';
 
 export interface LockInfo {

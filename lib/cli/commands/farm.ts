@@ -6,10 +6,9 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 
 import type { Command } from 'commander';
-import { Queue } from 'bullmq';
 
 import { parseStages, type FarmBackbone, type PlanJobSpec } from '../../farm/jobs.js';
-import { DEFAULT_QUEUE, DEFAULT_REDIS, farmStatus, redisConnection, startWorker, submitJobs } from '../../farm/queue.js';
+import { DEFAULT_QUEUE, DEFAULT_REDIS, farmIdle, farmStatus, startWorker, submitJobs } from '../../farm/queue.js';
 import { FarmStorage } from '../../farm/storage.js';
 import { resolveModelArg } from '../../util/data-dir.js';
 import { UsageError } from '../../util/errors.js';
@@ -100,17 +99,6 @@ function storageOf(o: { storage?: string }): FarmStorage {
   return new FarmStorage(dir).ensure();
 }
 
-/** True when nothing is waiting, delayed or running. */
-async function queueIdle(c: { redis: string; queue: string }): Promise<boolean> {
-  const q = new Queue(c.queue, { connection: redisConnection(c.redis) });
-  try {
-    const n = await q.getJobCounts('wait', 'prioritized', 'active', 'delayed', 'waiting-children');
-    return Object.values(n).every((v) => v === 0);
-  } finally {
-    await q.close();
-  }
-}
-
 export function registerFarm(program: Command): void {
   const farm = program.command('farm').description('run many quantization jobs on many machines through a Redis queue (BullMQ)');
   const common = (c: Command) =>
@@ -177,7 +165,7 @@ export function registerFarm(program: Command): void {
       process.once('SIGTERM', stop);
       if (o.exitWhenIdle) {
         const timer = setInterval(() => {
-          void queueIdle(c).then((idle) => {
+          void farmIdle(c).then((idle) => {
             if (idle) {
               clearInterval(timer);
               stop();
