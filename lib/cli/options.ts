@@ -33,3 +33,72 @@ export function parseIntList(v: string, name: string): number[] {
   if (out.length === 0) throw new UsageError(`${name}: expected a comma-separated list`);
   return out;
 }
+
+// ---------------------------------------------------------------------------------------
+// The calibration and quantizer option groups of the commands that score or quantize layers
+// (analyze, quantize, allocate, compare-scores): declared and parsed in one place.
+
+export interface CalibrationOptionValues {
+  calib: string;
+  samples: string;
+  seqlen: string;
+  seed: string;
+}
+
+export interface CalibrationOptions {
+  calib: string;
+  samples: number;
+  seqlen: number;
+  seed: number;
+}
+
+/** Add --calib, --samples, --seqlen and --seed: the text the layer scores are measured on. */
+export function addCalibrationOptions(cmd: Command, o: { calib: string; calibHelp: string; seedHelp: string }): Command {
+  return cmd
+    .option('--calib <dataset>', o.calibHelp, o.calib)
+    .option('--samples <n>', 'calibration sequences', '32')
+    .option('--seqlen <n>', 'tokens per calibration sequence (capped at the model context)', '512')
+    .option('--seed <s>', o.seedHelp, '0');
+}
+
+export function parseCalibrationOptions(o: CalibrationOptionValues): CalibrationOptions {
+  return {
+    calib: o.calib,
+    samples: parseInteger(o.samples, '--samples', 1),
+    seqlen: parseInteger(o.seqlen, '--seqlen', 2),
+    seed: parseInteger(o.seed, '--seed', 0),
+  };
+}
+
+export interface QuantizerOptionValues {
+  group: string;
+  symmetric?: boolean;
+  backbone: string;
+}
+
+export interface QuantizerOptions {
+  groupSize: number;
+  symmetric: boolean;
+  backbone: 'rtn' | 'gptq';
+}
+
+/** Add --group, --symmetric and --backbone (`prefix` says which use of the quantizer they set). */
+export function addQuantizerOptions(cmd: Command, prefix = ''): Command {
+  return cmd
+    .option('--group <g>', `${prefix}group size: 32 | 64 | 128`, '128')
+    .option('--symmetric', `${prefix}symmetric quantization (no zero points)`)
+    .option('--backbone <b>', `${prefix}quantizer: rtn | gptq`, 'rtn');
+}
+
+export function parseQuantizerOptions(o: QuantizerOptionValues): QuantizerOptions {
+  return {
+    groupSize: parseInteger(o.group, '--group', 32),
+    symmetric: !!o.symmetric,
+    backbone: parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const),
+  };
+}
+
+/** --lm-head: how the LM head is stored (16 keeps it in full precision). */
+export function parseLmHeadBits(v: string): 16 | 8 | 4 {
+  return Number(parseChoice(v, '--lm-head', ['16', '8', '4'] as const)) as 16 | 8 | 4;
+}

@@ -12,22 +12,19 @@ import {
 } from '../../lieq/allocate.js';
 import { combineScores, loadAnalysis, resolveMethod, resolveScore, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured } from '../../lieq/analysis.js';
 import { allocateFromMeasuredAnalysis } from '../../lieq/measured.js';
-import { accountPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
+import { accountPlan, makePlan, type Plan } from '../../lieq/plan.js';
 import { writeJsonAtomic } from '../../util/atomic.js';
 import { UsageError } from '../../util/errors.js';
 import { formatBytes, printJson, table } from '../format.js';
-import { parseBits, parseChoice, parseInteger, parseNumber } from '../options.js';
+import { addQuantizerOptions, parseBits, parseChoice, parseInteger, parseLmHeadBits, parseNumber, parseQuantizerOptions, type QuantizerOptionValues } from '../options.js';
 
-export interface AllocateCliOptions {
+export interface AllocateCliOptions extends QuantizerOptionValues {
   bits?: string;
   allowed: string;
   method: string;
   score: string;
   scoreWeights: string;
   lmHead: string;
-  group: string;
-  backbone: string;
-  symmetric?: boolean;
   uniform?: string;
   random?: boolean;
   inverse?: boolean;
@@ -39,7 +36,7 @@ export interface AllocateCliOptions {
 }
 
 export function registerAllocate(program: Command): void {
-  program
+  const cmd = program
     .command('allocate')
     .description('choose bits per layer under an average-bit budget from an analysis file; writes a plan JSON')
     .argument('<analysis>', 'analysis.json written by `lieq analyze`')
@@ -50,10 +47,9 @@ export function registerAllocate(program: Command): void {
     .option('--cost <m>', 'measured/hybrid: cost to minimise, kl | nll', 'kl')
     .option('--refine-rounds <n>', 'measured/hybrid with --method exact: refinement rounds re-measuring the plan and its neighbours (0: none)', '1')
     .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
-    .option('--lm-head <bits>', 'lm_head storage: 16 | 8 | 4', '16')
-    .option('--group <g>', 'group size: 32 | 64 | 128', '128')
-    .option('--backbone <b>', 'quantizer: rtn | gptq', 'rtn')
-    .option('--symmetric', 'symmetric quantization (no zero points)')
+    .option('--lm-head <bits>', 'lm_head storage: 16 | 8 | 4', '16');
+  addQuantizerOptions(cmd);
+  cmd
     .option('--uniform <B>', 'baseline: every layer at B bits')
     .option('--random', 'baseline: random layer order (with --seed), same budget')
     .option('--inverse', 'baseline: lowest scores get the bits')
@@ -84,11 +80,8 @@ export function registerAllocate(program: Command): void {
 export async function allocateFromAnalysis(analysisPath: string, o: AllocateCliOptions): Promise<{ plan: Plan; allocation: Allocation }> {
   const a = loadAnalysis(analysisPath);
   const cfg = loadConfig(a.model.dir);
-  const group = parseInteger(o.group, '--group', 32);
-  const lmHeadBits = parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const);
-  const backbone = parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const) as Backbone;
   const score = resolveScore(o.score, a, (v) => parseChoice(v, '--score', SCORE_VERSIONS));
-  const common = { groupSize: group, backbone, symmetric: !!o.symmetric, lmHeadBits: Number(lmHeadBits) as 16 | 8 | 4 };
+  const common = { ...parseQuantizerOptions(o), lmHeadBits: parseLmHeadBits(o.lmHead) };
   const baselines = [o.uniform !== undefined, !!o.random, !!o.inverse].filter(Boolean).length;
   if (baselines > 1) throw new UsageError('--uniform, --random and --inverse are alternatives: pass one');
   if (o.uniform !== undefined) {

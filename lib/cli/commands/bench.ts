@@ -17,7 +17,7 @@ import { isQuantizedDir, readQuantizationConfig } from '../../quant/packed-sourc
 import { resolveModelArg, SHIPPED_MODELS } from '../../util/data-dir.js';
 import { UsageError } from '../../util/errors.js';
 import { printJson, table } from '../format.js';
-import { parseBits, parseChoice, parseInteger, parseIntList } from '../options.js';
+import { parseBits, parseChoice, parseInteger, parseIntList, parseLmHeadBits } from '../options.js';
 import { progressBar } from '../progress.js';
 
 interface BenchCli {
@@ -108,7 +108,7 @@ export function parseBench(models: string[], o: BenchCli): { targets: BenchTarge
   if (![32, 64, 128].includes(group)) throw new UsageError(`--group: expected 32, 64 or 128, got ${group}`);
   const defaults = {
     groupSize: group,
-    lmHeadBits: Number(parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const)) as 16 | 8 | 4,
+    lmHeadBits: parseLmHeadBits(o.lmHead),
     allowed: parseBits(o.allowed, '--allowed'),
     seed,
   };

@@ -7,17 +7,25 @@ import { writeJsonAtomic } from '../../util/atomic.js';
 import { resolveModelArg } from '../../util/data-dir.js';
 import { UsageError } from '../../util/errors.js';
 import { printJson } from '../format.js';
-import { parseBits, parseChoice, parseInteger, parseIntList, parseNumber } from '../options.js';
+import {
+  addCalibrationOptions,
+  addQuantizerOptions,
+  parseBits,
+  parseCalibrationOptions,
+  parseChoice,
+  parseInteger,
+  parseIntList,
+  parseNumber,
+  parseQuantizerOptions,
+  type CalibrationOptionValues,
+  type QuantizerOptionValues,
+} from '../options.js';
 import { loadConfig } from '../../io/config.js';
 
-interface CompareCli {
+interface CompareCli extends CalibrationOptionValues, QuantizerOptionValues {
   bits?: string;
   promote?: string;
   allowed: string;
-  calib: string;
-  samples: string;
-  seqlen: string;
-  seed: string;
   eval: string;
   evalLimit: string;
   ctx: string;
@@ -26,26 +34,22 @@ interface CompareCli {
   cost: string;
   refineRounds: string;
   exhaustiveMax: string;
-  group: string;
-  symmetric?: boolean;
-  backbone: string;
   out?: string;
   markdown?: string;
   json?: boolean;
 }
 
 export function registerCompareScores(program: Command): void {
-  program
+  const cmd = program
     .command('compare-scores')
     .description('every layer score (v2, v1, pd, teg, weights, measured, hybrid) vs uniform/random/inverse and the exhaustive optimum, at equal nominal bits')
     .argument('<model>', 'model directory, or a shipped model name')
     .option('--bits <list>', 'nominal budgets, e.g. 2.4,2.8')
     .option('--promote <list>', 'budgets as layers promoted from the lowest to the highest width, e.g. 1,2,3 (equal-sized layers)')
-    .option('--allowed <list>', 'allowed bit widths', '2,3,4')
-    .option('--calib <dataset>', 'calibration text of the scores: tinystories | wikitext2 | FILE', 'tinystories')
-    .option('--samples <n>', 'calibration sequences', '32')
-    .option('--seqlen <n>', 'tokens per calibration sequence', '512')
-    .option('--seed <s>', 'seed of calibration sampling and of the random reference model', '0')
+    .option('--allowed <list>', 'allowed bit widths', '2,3,4');
+  addCalibrationOptions(cmd, { calib: 'tinystories', calibHelp: 'calibration text of the scores: tinystories | wikitext2 | FILE', seedHelp: 'seed of calibration sampling and of the random reference model' });
+  addQuantizerOptions(cmd);
+  cmd
     .option('--eval <list>', 'evaluation texts (the first decides the optimum)', 'tinystories')
     .option('--eval-limit <n>', 'evaluation windows per text', '32')
     .option('--ctx <n>', 'evaluation window length', '512')
@@ -54,9 +58,6 @@ export function registerCompareScores(program: Command): void {
     .option('--cost <m>', 'measured cost: kl | nll', 'kl')
     .option('--refine-rounds <n>', 'refinement rounds after the DP', '1')
     .option('--exhaustive-max <n>', 'search all feasible plans when there are at most this many (0: never)', '1000')
-    .option('--group <g>', 'group size', '128')
-    .option('--symmetric', 'symmetric quantization')
-    .option('--backbone <b>', 'quantizer: rtn | gptq', 'rtn')
     .option('-o, --out <file>', 'write the JSON report here (atomically)')
     .option('--markdown <file>', 'write the markdown tables here')
     .option('--json', 'print the JSON report instead of the tables')
@@ -77,10 +78,7 @@ export function registerCompareScores(program: Command): void {
       const report = await compareScores(dir, {
         budgets,
         allowed,
-        calib: o.calib,
-        samples: parseInteger(o.samples, '--samples', 1),
-        seqlen: parseInteger(o.seqlen, '--seqlen', 2),
-        seed: parseInteger(o.seed, '--seed', 0),
+        ...parseCalibrationOptions(o),
         evalTexts: o.eval.split(',').map((x) => x.trim()).filter(Boolean),
         evalLimit: parseInteger(o.evalLimit, '--eval-limit', 1),
         ctx: parseInteger(o.ctx, '--ctx', 2),
@@ -89,9 +87,7 @@ export function registerCompareScores(program: Command): void {
         cost: parseChoice(o.cost, '--cost', ['kl', 'nll'] as const),
         refineRounds: parseInteger(o.refineRounds, '--refine-rounds', 0),
         exhaustiveMax: parseInteger(o.exhaustiveMax, '--exhaustive-max', 0),
-        groupSize: parseInteger(o.group, '--group', 32),
-        symmetric: !!o.symmetric,
-        backbone: parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const),
+        ...parseQuantizerOptions(o),
         onProgress: quiet ? undefined : (stage) => process.stderr.write(`compare-scores: ${stage}\n`),
       });
       const md = compareMarkdown(report);

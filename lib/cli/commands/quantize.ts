@@ -9,7 +9,7 @@ import { allocateExact, allocateGreedy, allocateUniform } from '../../lieq/alloc
 import { combineScores, type Analysis, resolveMethod, resolveScore, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured, scoreNeedsPd } from '../../lieq/analysis.js';
 import { allocateFromMeasuredAnalysis } from '../../lieq/measured.js';
 import { analyzeModel } from '../../lieq/analyze.js';
-import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Backbone, type Plan } from '../../lieq/plan.js';
+import { accountPlan, layerLinearWeights, loadPlan, makePlan, type Plan } from '../../lieq/plan.js';
 import { finaliseReport, measureSensitivity, writeReport, type QuantizeReport } from '../../lieq/report.js';
 import { openRuntimeModel } from '../../quant/packed-source.js';
 import { checkCalibration, type CalibrationOptions } from '../../quant/gptq-calibrate.js';
@@ -21,10 +21,22 @@ import { resolveModelArg } from '../../util/data-dir.js';
 import { FileError, UsageError } from '../../util/errors.js';
 import { acquireOutputLock, type OutputLock } from '../../util/lock.js';
 import { formatBytes, printJson, table } from '../format.js';
-import { parseBits, parseChoice, parseInteger, parseNumber } from '../options.js';
+import {
+  addCalibrationOptions,
+  addQuantizerOptions,
+  parseBits,
+  parseCalibrationOptions,
+  parseChoice,
+  parseInteger,
+  parseLmHeadBits,
+  parseNumber,
+  parseQuantizerOptions,
+  type CalibrationOptionValues,
+  type QuantizerOptionValues,
+} from '../options.js';
 import { progressBar } from '../progress.js';
 
-interface QuantizeCli {
+interface QuantizeCli extends CalibrationOptionValues, QuantizerOptionValues {
   out: string;
   plan?: string;
   bits?: string;
@@ -33,14 +45,7 @@ interface QuantizeCli {
   method: string;
   score: string;
   scoreWeights: string;
-  group: string;
   lmHead: string;
-  backbone: string;
-  symmetric?: boolean;
-  calib: string;
-  samples: string;
-  seqlen: string;
-  seed: string;
   eval: string;
   evalLimit: string;
   sensitivity: boolean;
@@ -60,7 +65,7 @@ interface QuantizeCli {
 export type QuantizeRunReport = QuantizeReport & { resumedLayers: number };
 
 export function registerQuantize(program: Command): void {
-  program
+  const cmd = program
     .command('quantize')
     .description('quantize a model layer by layer under a plan (or a budget: analyze + allocate first); writes a packed model directory with a report')
     .argument('<model>', 'model directory, or a shipped model name')
@@ -72,14 +77,10 @@ export function registerQuantize(program: Command): void {
     .option('--method <m>', 'allocation: auto | greedy | exact; auto: exact (DP + refinement) with measured costs, else greedy', 'auto')
     .option('--score <v>', 'measured (default: each layer quantized alone at each width, KL to full precision) | hybrid | v2 (the paper) | v1 | pd | teg | weights; docs/scores.md', 'measured')
     .option('--score-weights <pd,rc,teg>', 'weights of the v1 combination', '1,1,1')
-    .option('--group <g>', 'group size: 32 | 64 | 128', '128')
-    .option('--lm-head <bits>', 'lm_head: 16 | 8 | 4', '16')
-    .option('--backbone <b>', 'rtn | gptq', 'rtn')
-    .option('--symmetric', 'symmetric quantization')
-    .option('--calib <dataset>', 'calibration text for analyze: wikitext2 | tinystories | FILE', 'wikitext2')
-    .option('--samples <n>', 'calibration sequences', '32')
-    .option('--seqlen <n>', 'calibration tokens per sequence', '512')
-    .option('--seed <s>', 'seed', '0')
+    .option('--lm-head <bits>', 'lm_head: 16 | 8 | 4', '16');
+  addQuantizerOptions(cmd);
+  addCalibrationOptions(cmd, { calib: 'wikitext2', calibHelp: 'calibration text for analyze: wikitext2 | tinystories | FILE', seedHelp: 'seed of calibration sampling' });
+  cmd
     .option('--eval <dataset>', 'perplexity before/after on: tinystories | wikitext2 | FILE | none', 'none')
     .option('--eval-limit <n>', 'evaluation windows (of the model context, ≤ 512 tokens)', '64')
     .option('--no-sensitivity', 'skip the single-layer sensitivity measurement of the report')
@@ -115,12 +116,9 @@ export async function runQuantize(dir: string, o: QuantizeCli): Promise<Quantize
 
 async function runQuantizeLocked(dir: string, cfg: ModelConfig, o: QuantizeCli, lock: OutputLock, maxMemoryBytes: number | undefined): Promise<QuantizeRunReport> {
   const quiet = !!o.json;
-  const group = parseInteger(o.group, '--group', 32);
   const common = {
-    groupSize: group,
-    backbone: parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const) as Backbone,
-    symmetric: !!o.symmetric,
-    lmHeadBits: Number(parseChoice(o.lmHead, '--lm-head', ['16', '8', '4'] as const)) as 16 | 8 | 4,
+    ...parseQuantizerOptions(o),
+    lmHeadBits: parseLmHeadBits(o.lmHead),
   };
   const gptq = parseGptqOptions(o);
   const sources = [o.plan, o.bits, o.uniform].filter((x) => x !== undefined).length;
@@ -136,10 +134,7 @@ async function runQuantizeLocked(dir: string, cfg: ModelConfig, o: QuantizeCli, 
     const bar = progressBar('analyze', 'steps', !quiet);
     try {
       analysis = await analyzeModel(dir, {
-        calib: o.calib,
-        samples: parseInteger(o.samples, '--samples', 1),
-        seqlen: parseInteger(o.seqlen, '--seqlen', 2),
-        seed: parseInteger(o.seed, '--seed', 0),
+        ...parseCalibrationOptions(o),
         pd: scoreNeedsPd(score),
         measure: scoreNeedsMeasured(score) ? { layers: score === 'hybrid' ? 'hybrid' : 'all', allowed, groupSize: common.groupSize, symmetric: common.symmetric, backbone: common.backbone } : undefined,
         onProgress: (p) => bar.update(p.done, p.total, p.stage),
@@ -176,7 +171,7 @@ async function runQuantizeLocked(dir: string, cfg: ModelConfig, o: QuantizeCli, 
       if (o.sensitivity && scores) {
         const bar = progressBar('sensitivity', 'evals', !quiet);
         try {
-          sensitivity = await measureSensitivity(fp, ids, { ctx, limit, groupSize: group, symmetric: common.symmetric, onProgress: (d, t) => bar.update(d, t, 'layer at 2 bits') });
+          sensitivity = await measureSensitivity(fp, ids, { ctx, limit, groupSize: common.groupSize, symmetric: common.symmetric, onProgress: (d, t) => bar.update(d, t, 'layer at 2 bits') });
         } finally {
           bar.stop();
         }
