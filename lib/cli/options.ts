@@ -1,4 +1,7 @@
 /** Parsing of CLI option values; each failure is a UsageError naming the option. */
+import type { Command } from 'commander';
+
+import { resolveModelArg } from '../util/data-dir.js';
 import { UsageError } from '../util/errors.js';
 
 export function parseNumber(v: string, name: string): number {
@@ -32,6 +35,51 @@ export function parseIntList(v: string, name: string): number[] {
   const out = v.split(',').map((s) => parseInteger(s.trim(), name, 1));
   if (out.length === 0) throw new UsageError(`${name}: expected a comma-separated list`);
   return out;
+}
+
+/** An optional integer option with a lower bound: undefined when not given. */
+export function parseOptionalInteger(v: string | undefined, name: string, min: number): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < min) throw new UsageError(`${name}: expected an integer >= ${min}, got "${v}"`);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------
+// The option group of commands that evaluate a model, alone or against its quantized
+// version (eval ppl, eval tasks, eval kld): declared and parsed in one place.
+
+export interface ModelOptionValues {
+  model: string;
+  quantized?: string;
+  limit?: string;
+  json?: boolean;
+}
+
+export interface ModelOptions {
+  /** The model directory (a shipped model name resolved to its folder). */
+  dir: string;
+  quantized: string | undefined;
+  limit: number | undefined;
+}
+
+/** Add --model, --quantized (optional or required), --limit and --json to `cmd`. */
+export function addModelOptions(cmd: Command, o: { quantized: 'optional' | 'required'; quantizedHelp: string; limitHelp: string }): Command {
+  cmd.requiredOption('--model <dir>', 'full-precision model directory, or a shipped model name (stories260K, tinystories-656K)');
+  if (o.quantized === 'required') cmd.requiredOption('--quantized <dir>', o.quantizedHelp);
+  else cmd.option('--quantized <dir>', o.quantizedHelp);
+  cmd.option('--limit <n>', o.limitHelp);
+  cmd.option('--json', 'print JSON for scripts (no progress bar)');
+  return cmd;
+}
+
+/** The values of addModelOptions' options, checked. */
+export function parseModelOptions(opts: ModelOptionValues): ModelOptions {
+  return {
+    dir: resolveModelArg(opts.model),
+    quantized: opts.quantized,
+    limit: parseOptionalInteger(opts.limit, '--limit', 1),
+  };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -92,7 +140,7 @@ export function addQuantizerOptions(cmd: Command, prefix = ''): Command {
 
 export function parseQuantizerOptions(o: QuantizerOptionValues): QuantizerOptions {
   return {
-    groupSize: parseInteger(o.group, '--group', 32),
+    groupSize: Number(parseChoice(o.group, '--group', ['32', '64', '128'] as const)),
     symmetric: !!o.symmetric,
     backbone: parseChoice(o.backbone, '--backbone', ['rtn', 'gptq'] as const),
   };

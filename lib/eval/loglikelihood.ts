@@ -14,13 +14,10 @@
  * result is the sum over continuation tokens of log softmax(logits)[token]. A continuation
  * longer than the window (the harness asserts) is scored in chunks of maxLength tokens.
  *
- * Shared-prefix reuse: the KV cache keeps the last sequence run. A request whose (truncated)
- * context shares a token prefix with it re-runs only the rest; the log-probabilities of the
- * first continuation token are kept from the context's last position, so the choices of one
- * question cost one context pass plus their continuations.
+ * Batching and shared-prefix reuse: LoglikelihoodScorer below (docs/eval.md, "Batching").
  */
 import type { Tokenizer } from '../io/tokenizer.js';
-import { forward } from '../runtime/forward.js';
+import { forwardBatch, type BatchSequence } from '../runtime/batch-decode.js';
 import { KvCache } from '../runtime/kv-cache.js';
 import type { RuntimeModel } from '../runtime/model.js';
 import { logSoftmaxNll } from '../runtime/ops.js';
@@ -115,89 +112,228 @@ function commonPrefix(a: Int32Array, aLen: number, b: Int32Array): number {
   return i;
 }
 
-/** Sums of continuation log-probabilities on one model, reusing the KV cache between requests. */
+/** Rows of one batched forward at most (a batch of long contexts is run in several passes),
+ *  bounding the scratch buffers and the logits of a pass. */
+const MAX_ROWS_PER_PASS = 2048;
+
+/** One KV cache of the scorer's pool and what it holds. */
+interface Slot {
+  cache: KvCache;
+  /** Token ids of the cache's positions 0..cache.length-1. */
+  ids: Int32Array;
+  /** Logits after ids[0..lastRowLen) (the last context run here, or copied with its prefix);
+   *  lastRowLen -1: none yet. */
+  lastRow: Float32Array;
+  lastRowLen: number;
+}
+
+/** One scored piece: a request, or one chunk of a continuation longer than the window. */
+interface Piece {
+  owner: number;
+  /** The context cut from the left so that prefix + continuation fit maxLength + 1 tokens. */
+  prefix: Int32Array;
+  cont: Int32Array;
+}
+
+/**
+ * Sums of continuation log-probabilities on one model, `batch` requests at a time.
+ *
+ * A batch of requests runs in two batched forward passes (forwardBatch: every linear once over
+ * the rows of all sequences): (1) the distinct contexts, each in its own KV cache of a pool of
+ * `batch` caches, giving the log-probabilities of every first continuation token; (2) the
+ * continuations, each request in its own cache: the first request of a context extends the
+ * context's cache, the others a copy of its KV prefix (KvCache.copyPrefixFrom), so the choices
+ * of a question cost one context pass. Caches keep their tokens between batches: a context
+ * that shares a token prefix with one of them (the rest of a question split across batches, a
+ * repeated prompt head) runs only the tokens after it. With batch 1 this is the sequential
+ * scorer: one cache, reused from the last request.
+ */
 export class LoglikelihoodScorer {
   readonly maxLength: number;
+  readonly batch: number;
   /** Tokens run through the model so far (cost), and tokens whose pass was saved by reuse. */
   forwardTokens = 0;
   reusedTokens = 0;
+  /** Batched forward passes run. */
+  passes = 0;
   /** Requests whose continuation alone exceeded the window (scored in chunks). */
   longContinuations = 0;
-  private readonly cache: KvCache;
-  private readonly cachedIds: Int32Array;
+  private readonly slots: Slot[];
   private readonly vocab: number;
-  /** Logits at the last position of the most recent context, and that context's length. */
-  private lastRow: Float32Array;
-  private lastRowPrefixLen = -1;
-  private readonly nll1 = new Float64Array(1);
 
   constructor(
     private readonly model: RuntimeModel,
     maxLength: number = model.config.maxPositionEmbeddings,
+    batch = 1,
   ) {
     if (!Number.isSafeInteger(maxLength) || maxLength < 2) throw new UsageError(`max length: expected an integer >= 2, got ${maxLength}`);
+    if (!Number.isSafeInteger(batch) || batch < 1) throw new UsageError(`batch: expected an integer >= 1, got ${batch}`);
     this.maxLength = maxLength;
-    this.cache = new KvCache(model.config, maxLength);
-    this.cachedIds = new Int32Array(maxLength);
+    this.batch = batch;
     this.vocab = model.config.vocabSize;
-    this.lastRow = new Float32Array(this.vocab);
+    this.slots = Array.from({ length: batch }, () => ({
+      cache: new KvCache(model.config, maxLength),
+      ids: new Int32Array(maxLength),
+      lastRow: new Float32Array(this.vocab),
+      lastRowLen: -1,
+    }));
   }
 
   /** log P(continuation | context) in nats (a sum over the continuation's tokens). */
   score(req: EncodedRequest): number {
-    const { context, continuation: cont } = req;
-    if (cont.length === 0) throw new DataError('continuation has no tokens');
-    if (context.length === 0) throw new DataError('context has no tokens');
-    if (cont.length > this.maxLength) return this.scoreInChunks(context, cont);
+    return this.scoreBatch([req])[0];
+  }
+
+  /** log P(continuation | context) of each request, `batch` at a time. */
+  scoreBatch(reqs: readonly EncodedRequest[]): number[] {
+    const pieces: Piece[] = [];
+    reqs.forEach((req, owner) => {
+      const { context, continuation: cont } = req;
+      if (cont.length === 0) throw new DataError('continuation has no tokens');
+      if (context.length === 0) throw new DataError('context has no tokens');
+      if (cont.length <= this.maxLength) {
+        pieces.push(this.piece(owner, context, cont));
+        return;
+      }
+      // Longer than the window (the harness asserts): consecutive chunks of maxLength tokens,
+      // each given everything before it (cut from the left as usual).
+      this.longContinuations++;
+      const full = new Int32Array(context.length + cont.length);
+      full.set(context);
+      full.set(cont, context.length);
+      for (let a = 0; a < cont.length; a += this.maxLength)
+        pieces.push(this.piece(owner, full.subarray(0, context.length + a), cont.subarray(a, Math.min(cont.length, a + this.maxLength))));
+    });
+    const lls = new Array<number>(reqs.length).fill(0);
+    for (let p = 0; p < pieces.length; p += this.batch) {
+      const group = pieces.slice(p, p + this.batch);
+      const nll = this.runGroup(group);
+      group.forEach((piece, i) => (lls[piece.owner] -= nll[i]));
+    }
+    return lls;
+  }
+
+  private piece(owner: number, context: Int32Array, cont: Int32Array): Piece {
     // Left truncation of the pair to maxLength + 1 tokens (the last one is never input).
     const drop = Math.max(0, context.length + cont.length - (this.maxLength + 1));
-    const prefix = context.subarray(drop);
+    return { owner, prefix: context.subarray(drop), cont };
+  }
 
-    const lcp = commonPrefix(this.cachedIds, this.cache.length, prefix);
-    if (this.lastRowPrefixLen === prefix.length && lcp >= prefix.length) {
-      this.cache.truncate(prefix.length);
-      this.reusedTokens += prefix.length;
-    } else {
-      const keep = Math.min(lcp, prefix.length - 1);
-      this.cache.truncate(keep);
-      const rest = prefix.subarray(keep);
-      const r = forward(this.model, rest, { cache: this.cache, logits: 'last' });
-      this.cachedIds.set(rest, keep);
-      this.lastRow.set(r.logits!);
-      this.lastRowPrefixLen = prefix.length;
-      this.forwardTokens += rest.length;
+  /** Negative log-likelihoods of at most `batch` pieces. */
+  private runGroup(pieces: readonly Piece[]): Float64Array {
+    const V = this.vocab;
+    // Pieces with the same context share one context pass.
+    const contexts: Int32Array[] = [];
+    const contextOf = pieces.map((pc) => {
+      const c = contexts.findIndex((x) => sameIds(x, pc.prefix));
+      return c >= 0 ? c : contexts.push(pc.prefix) - 1;
+    });
+
+    // (1) Contexts: each in the free cache sharing the longest token prefix with it.
+    const free = new Set(this.slots);
+    const runs: BatchSequence[] = [];
+    const ran: Slot[] = [];
+    const contextSlot = contexts.map((prefix) => {
+      let slot = this.slots[0];
+      let lcp = -1;
+      for (const s of free) {
+        const l = commonPrefix(s.ids, s.cache.length, prefix);
+        if (l > lcp) [slot, lcp] = [s, l];
+      }
+      free.delete(slot);
+      const len = prefix.length;
+      if (slot.lastRowLen === len && lcp >= len) {
+        slot.cache.truncate(len); // whole context kept, with its last logits
+        this.reusedTokens += len;
+        return slot;
+      }
+      const keep = Math.min(lcp, len - 1); // at least one token runs, for the last logits
+      slot.cache.truncate(keep);
+      slot.ids.set(prefix.subarray(keep), keep);
+      slot.lastRowLen = len;
+      runs.push({ ids: prefix.subarray(keep), cache: slot.cache });
+      ran.push(slot);
       this.reusedTokens += keep;
-    }
+      return slot;
+    });
+    this.runPasses(runs, 'last', (logits, first, count) => {
+      for (let i = 0; i < count; i++) ran[first + i].lastRow.set(logits.subarray(i * V, (i + 1) * V));
+    });
 
-    logSoftmaxNll(this.lastRow, 1, this.vocab, cont.subarray(0, 1), this.nll1);
-    let nll = this.nll1[0];
-    if (cont.length > 1) {
-      const input = cont.subarray(0, cont.length - 1);
-      const r = forward(this.model, input, { cache: this.cache, logits: 'all' });
-      this.cachedIds.set(input, prefix.length);
-      this.forwardTokens += input.length;
-      const rows = input.length;
+    // (2) Continuations: the first piece of a context extends its cache, the others a copy.
+    const owned = new Set<Slot>();
+    const slotOf = pieces.map((pc, i) => {
+      const home = contextSlot[contextOf[i]];
+      if (!owned.has(home)) {
+        owned.add(home);
+        return home;
+      }
+      const slot = free.values().next().value!;
+      free.delete(slot);
+      const len = pc.prefix.length;
+      slot.cache.copyPrefixFrom(home.cache, len);
+      slot.ids.set(pc.prefix);
+      slot.lastRow.set(home.lastRow);
+      slot.lastRowLen = len;
+      this.reusedTokens += len;
+      return slot;
+    });
+
+    // First continuation tokens from the contexts' last logits, the rest from pass (2).
+    const nll = new Float64Array(pieces.length);
+    const firstRows = new Float32Array(pieces.length * V);
+    pieces.forEach((pc, i) => firstRows.set(contextSlot[contextOf[i]].lastRow, i * V));
+    logSoftmaxNll(firstRows, pieces.length, V, Int32Array.from(pieces, (pc) => pc.cont[0]), nll);
+
+    const conts: BatchSequence[] = [];
+    const contPiece: number[] = [];
+    pieces.forEach((pc, i) => {
+      const slot = slotOf[i];
+      if (pc.cont.length > 1) {
+        const input = pc.cont.subarray(0, pc.cont.length - 1);
+        slot.ids.set(input, pc.prefix.length);
+        conts.push({ ids: input, cache: slot.cache });
+        contPiece.push(i);
+      }
+    });
+    this.runPasses(conts, 'all', (logits, first, count) => {
+      let rows = 0;
+      for (let j = first; j < first + count; j++) rows += conts[j].ids.length;
+      const targets = new Int32Array(rows);
+      let r = 0;
+      for (let j = first; j < first + count; j++) {
+        targets.set(pieces[contPiece[j]].cont.subarray(1), r);
+        r += conts[j].ids.length;
+      }
       const out = new Float64Array(rows);
-      logSoftmaxNll(r.logits!, rows, this.vocab, cont.subarray(1), out);
-      for (let i = 0; i < rows; i++) nll += out[i];
-    }
-    return -nll;
+      logSoftmaxNll(logits, rows, V, targets, out);
+      r = 0;
+      for (let j = first; j < first + count; j++) {
+        let s = 0;
+        for (let t = 0; t < conts[j].ids.length; t++) s += out[r + t];
+        nll[contPiece[j]] += s;
+        r += conts[j].ids.length;
+      }
+    });
+    return nll;
   }
 
-  /**
-   * A continuation longer than the window (the harness asserts): score it in consecutive
-   * chunks of maxLength tokens, each given everything before it (cut from the left as usual).
-   */
-  private scoreInChunks(context: Int32Array, cont: Int32Array): number {
-    this.longContinuations++;
-    const full = new Int32Array(context.length + cont.length);
-    full.set(context);
-    full.set(cont, context.length);
-    let ll = 0;
-    for (let a = 0; a < cont.length; a += this.maxLength) {
-      const b = Math.min(cont.length, a + this.maxLength);
-      ll += this.score({ context: full.subarray(0, context.length + a), continuation: cont.subarray(a, b) });
+  /** forwardBatch over `seqs` in passes of at most MAX_ROWS_PER_PASS rows (at least one sequence each). */
+  private runPasses(seqs: readonly BatchSequence[], logits: 'all' | 'last', use: (logits: Float32Array, first: number, count: number) => void): void {
+    for (let a = 0; a < seqs.length; ) {
+      let b = a + 1;
+      let rows = seqs[a].ids.length;
+      while (b < seqs.length && rows + seqs[b].ids.length <= MAX_ROWS_PER_PASS) rows += seqs[b++].ids.length;
+      use(forwardBatch(this.model, seqs.slice(a, b), { logits })!, a, b - a);
+      this.forwardTokens += rows;
+      this.passes++;
+      a = b;
     }
-    return ll;
   }
+}
+
+function sameIds(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

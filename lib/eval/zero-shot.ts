@@ -10,7 +10,7 @@
  */
 import type { RuntimeModel } from '../runtime/model.js';
 import { DataError } from '../util/errors.js';
-import { LoglikelihoodScorer, RequestEncoder, type BosPolicy, type EvalTokenizer } from './loglikelihood.js';
+import { LoglikelihoodScorer, RequestEncoder, type BosPolicy, type EncodedRequest, type EvalTokenizer } from './loglikelihood.js';
 import { buildItems, primaryMetric, pyLen, TASK_SPECS, type McItem, type Metric } from './prompts.js';
 import { loadTask, type TaskName } from './tasks.js';
 
@@ -41,6 +41,8 @@ export interface TaskResult {
   /** Tokens run through the model, and context tokens whose pass the KV cache saved. */
   forwardTokens: number;
   reusedTokens: number;
+  /** Batched forward passes run (each over the contexts or the continuations of a batch). */
+  passes: number;
   /** Requests with a token merge across the context/continuation boundary, and those whose
    *  empty count split fell back to the shared-token boundary (RequestEncoder). */
   boundaryMerges: number;
@@ -58,6 +60,8 @@ export interface ZeroShotResult {
   average: { primary: number; acc: number };
   bos: boolean;
   maxLength: number;
+  /** Requests scored together (--batch). */
+  batch: number;
   seconds: number;
 }
 
@@ -67,6 +71,8 @@ export interface ZeroShotOptions {
   bos?: BosPolicy;
   /** Model window for left truncation (default: max_position_embeddings, as the harness). */
   maxLength?: number;
+  /** Requests scored together in batched forward passes (default 1: one at a time). */
+  batch?: number;
   /** Keep per-document log-likelihoods in the result. */
   samples?: boolean;
   /** Called after each document. */
@@ -105,7 +111,8 @@ export function loadItems(tasks: readonly TaskName[], opts: { limit?: number; da
   return out;
 }
 
-/** Score one task's documents. */
+/** Score one task's documents, `scorer.batch` requests at a time (a document's requests may
+ *  span two batches; its result is final once all of them are scored). */
 export async function evaluateTask(
   scorer: LoglikelihoodScorer,
   encoder: RequestEncoder,
@@ -116,6 +123,7 @@ export async function evaluateTask(
   const t0 = performance.now();
   const f0 = scorer.forwardTokens;
   const r0 = scorer.reusedTokens;
+  const p0 = scorer.passes;
   const m0 = encoder.boundaryMerges;
   const b0 = encoder.boundaryFallbacks;
   const l0 = scorer.longContinuations;
@@ -123,29 +131,46 @@ export async function evaluateTask(
   const accNorm: number[] = [];
   const samples: DocScore[] = [];
   let requests = 0;
+  const lls = items.map((item) => new Array<number>(item.requests.length));
+  const queue: { doc: number; choice: number; req: EncodedRequest }[] = [];
+  let finished = 0;
   let lastYield = performance.now();
-  for (let d = 0; d < items.length; d++) {
+
+  const finish = (d: number) => {
     const item = items[d];
-    const lls = item.requests.map((req, i) => {
-      try {
-        return scorer.score(encoder.encode(req));
-      } catch (err) {
-        if (err instanceof DataError) throw new DataError(`${item.source.file}: line ${item.source.line}, choice ${i}: ${err.message}`, { cause: err });
-        throw err;
-      }
-    });
-    requests += lls.length;
-    const { pred, predNorm } = predict(lls, item.choices);
+    const { pred, predNorm } = predict(lls[d], item.choices);
     acc.push(pred === item.gold ? 1 : 0);
     accNorm.push(predNorm === item.gold ? 1 : 0);
-    if (opts.samples) samples.push({ index: item.index, line: item.source.line, gold: item.gold, lls, pred, predNorm });
+    if (opts.samples) samples.push({ index: item.index, line: item.source.line, gold: item.gold, lls: lls[d], pred, predNorm });
     opts.onProgress?.(task, d + 1, items.length);
-    // Let the progress bar draw (and signals arrive) about ten times a second.
-    if (performance.now() - lastYield > 100) {
-      await new Promise((r) => setImmediate(r));
-      lastYield = performance.now();
+  };
+  const scoreQueued = async (all: boolean) => {
+    while (queue.length >= scorer.batch || (all && queue.length > 0)) {
+      const take = queue.splice(0, scorer.batch);
+      const got = scorer.scoreBatch(take.map((q) => q.req));
+      take.forEach((q, i) => (lls[q.doc][q.choice] = got[i]));
+      // Documents finish in order; the one at the head of the queue still waits for choices.
+      const upTo = queue.length > 0 ? queue[0].doc : take[take.length - 1].doc + 1;
+      while (finished < upTo) finish(finished++);
+      // Let the progress bar draw (and signals arrive) about ten times a second.
+      if (performance.now() - lastYield > 100) {
+        await new Promise((r) => setImmediate(r));
+        lastYield = performance.now();
+      }
     }
+  };
+  for (let d = 0; d < items.length; d++) {
+    const item = items[d];
+    item.requests.forEach((req, i) => {
+      const enc = encoder.encode(req);
+      if (enc.continuation.length === 0) throw new DataError(`${item.source.file}: line ${item.source.line}, choice ${i}: continuation has no tokens`);
+      queue.push({ doc: d, choice: i, req: enc });
+    });
+    requests += item.requests.length;
+    await scoreQueued(false);
   }
+  await scoreQueued(true);
+
   const spec = TASK_SPECS[task];
   const metrics: TaskResult['metrics'] = { acc: meanStderr(acc) };
   if (spec.metrics.includes('acc_norm')) metrics.acc_norm = meanStderr(accNorm);
@@ -158,6 +183,7 @@ export async function evaluateTask(
     primary: primaryMetric(task),
     forwardTokens: scorer.forwardTokens - f0,
     reusedTokens: scorer.reusedTokens - r0,
+    passes: scorer.passes - p0,
     boundaryMerges: encoder.boundaryMerges - m0,
     boundaryFallbacks: encoder.boundaryFallbacks - b0,
     longContinuations: scorer.longContinuations - l0,
@@ -184,10 +210,10 @@ export async function evaluateZeroShot(
 ): Promise<ZeroShotResult> {
   const t0 = performance.now();
   const encoder = new RequestEncoder(tokenizer, opts.bos ?? 'auto');
-  const scorer = new LoglikelihoodScorer(model, opts.maxLength ?? model.config.maxPositionEmbeddings);
+  const scorer = new LoglikelihoodScorer(model, opts.maxLength ?? model.config.maxPositionEmbeddings, opts.batch ?? 1);
   const tasks: TaskResult[] = [];
   for (const [task, list] of items) tasks.push(await evaluateTask(scorer, encoder, task, list, opts));
-  return { tasks, average: averageOf(tasks), bos: encoder.addBos, maxLength: scorer.maxLength, seconds: (performance.now() - t0) / 1000 };
+  return { tasks, average: averageOf(tasks), bos: encoder.addBos, maxLength: scorer.maxLength, batch: scorer.batch, seconds: (performance.now() - t0) / 1000 };
 }
 
 /** quantized / full precision (NaN when the full-precision value is 0). */

@@ -52,6 +52,30 @@ export class KvCache {
     this.filled += n;
   }
 
+  /**
+   * Make this cache hold the first n tokens of `src` (same model shape; capacities may
+   * differ): several continuations of one context then each extend their own copy instead of
+   * re-running the context.
+   */
+  copyPrefixFrom(src: KvCache, n: number): void {
+    if (src === this) throw new UsageError('copyPrefixFrom: source and target are the same cache');
+    if (src.kvHeads !== this.kvHeads || src.headDim !== this.headDim || src.k.length !== this.k.length)
+      throw new UsageError('copyPrefixFrom: the caches were made for models of different shapes');
+    if (!Number.isInteger(n) || n < 0 || n > src.length || n > this.capacity)
+      throw new UsageError(`copyPrefixFrom: expected an integer in [0, ${Math.min(src.length, this.capacity)}], got ${n}`);
+    const hd = this.headDim;
+    const sc = src.capacity;
+    const dc = this.capacity;
+    for (let l = 0; l < this.k.length; l++) {
+      // K is [kvHeads, headDim, capacity]: one run of n keys per (head, dimension);
+      // V is [kvHeads, capacity, headDim]: one run of n × headDim values per head.
+      const sk = src.k[l], dk = this.k[l], sv = src.v[l], dv = this.v[l];
+      for (let r = 0; r < this.kvHeads * hd; r++) dk.set(sk.subarray(r * sc, r * sc + n), r * dc);
+      for (let h = 0; h < this.kvHeads; h++) dv.set(sv.subarray(h * sc * hd, (h * sc + n) * hd), h * dc * hd);
+    }
+    this.filled = n;
+  }
+
   bytes(): number {
     return this.k.reduce((s, a) => s + a.byteLength, 0) * 2;
   }

@@ -23,17 +23,18 @@ describe('lieq eval tasks', () => {
     expect(q.code, q.stderr).toBe(0);
     const out = join(dir, 'r.json');
     const md = join(dir, 'r.md');
-    const r = lieq(['eval', 'tasks', '--model', 'stories260K', '--quantized', packed, '--tasks', 'hellaswag,boolq,winogrande', '--limit', '4', '--samples', '--json', '--out', out, '--markdown', md]);
+    const r = lieq(['eval', 'tasks', '--model', 'stories260K', '--quantized', packed, '--tasks', 'hellaswag,boolq,winogrande', '--limit', '4', '--batch', '3', '--samples', '--json', '--out', out, '--markdown', md]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const j = JSON.parse(r.stdout);
     expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual(j);
     expect(j.rows.map((x: { task: string; metric: string }) => `${x.task}/${x.metric}`)).toEqual(['hellaswag/acc', 'hellaswag/acc_norm', 'boolq/acc', 'winogrande/acc']);
     expect(j.runs.fp.bos).toBe(true);
+    expect([j.batch, j.runs.fp.batch, j.runs.quantized.batch]).toEqual([3, 3, 3]);
 
     // the same numbers from the library, in-process
     const modelDir = dataPath('models/stories260K');
-    const lib = await evaluateZeroShot(RuntimeModel.open(modelDir), await loadTokenizer(modelDir), loadItems(['hellaswag', 'boolq', 'winogrande'], { limit: 4 }), { samples: true });
+    const lib = await evaluateZeroShot(RuntimeModel.open(modelDir), await loadTokenizer(modelDir), loadItems(['hellaswag', 'boolq', 'winogrande'], { limit: 4 }), { samples: true, batch: 3 });
     for (let t = 0; t < 3; t++) {
       const a = j.runs.fp.tasks[t].samples as { lls: number[] }[];
       const b = lib.tasks[t].samples!;
@@ -50,6 +51,7 @@ describe('lieq eval tasks', () => {
     const text = readFileSync(md, 'utf8');
     expect(text).toMatch(/\| hellaswag \| \*\*acc_norm\*\* \| 4 \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.]+ \| [\d.—]+ \|/);
     expect(text).toMatch(/\| \*\*average\*\* \| \*\*primary\*\* \|/);
+    expect(text).toMatch(/[\d,]+ requests in [\d.]+ s \([\d,]+ requests\/s, batch 3\)/);
   });
 
   it('kld: the README protocol (FP NLL = the float64 reference), the quantized model differs a little; human output', () => {
@@ -80,8 +82,10 @@ describe('lieq eval tasks', () => {
     for (const [args, msg] of [
       [['--tasks', 'piqa,mmlu'], /unknown task "mmlu"/],
       [['--bos', 'maybe'], /--bos: expected one of auto, always, never/],
-      [['--limit', '0'], /--limit: expected an integer >= 1/],
+      [['--limit', '0'], /--limit: expected an integer >= 1, got "0"/],
       [['--max-length', '1'], /--max-length: expected an integer >= 2/],
+      [['--batch', '0'], /--batch: expected an integer >= 1, got "0"/],
+      [['--batch', '2.5'], /--batch: expected an integer >= 1, got "2.5"/],
     ] as const) {
       const r = lieq(['eval', 'tasks', '--model', 'stories260K', '--out', out, ...args]);
       expect(r.code, r.stderr).toBe(2);

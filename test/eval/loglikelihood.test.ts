@@ -1,8 +1,8 @@
 /**
  * Harness-exact request encoding and log-likelihood scoring: a greedy piece tokenizer and a
  * bigram stand-in model whose answers are sums of table entries (computed by hand below), then
- * the real stories260K model with prefix reuse and left truncation against plain full-sequence
- * forwards scored in float64.
+ * the real stories260K model with prefix reuse and left truncation, one request at a time and
+ * batched, against plain full-sequence forwards scored in float64.
  */
 import { describe, expect, it } from 'vitest';
 
@@ -152,17 +152,18 @@ describe('LoglikelihoodScorer on stories260K', () => {
     const tokenizer = await loadTokenizer(dir);
     const enc = new RequestEncoder(tokenizer);
     const items = [...buildItems('piqa', loadTask('piqa', { limit: 2 })), ...buildItems('winogrande', loadTask('winogrande', { limit: 2 }))];
+    const reqs = items.flatMap((item) => item.requests.map((r) => enc.encode(r)));
     let truncated = 0;
     for (const maxLength of [512, 100]) {
+      const want = reqs.map((e) => reference(e.context, e.continuation, maxLength));
+      truncated += reqs.filter((e) => e.context.length + e.continuation.length > maxLength + 1).length;
       const s = new LoglikelihoodScorer(model, maxLength);
-      for (const item of items) {
-        for (const req of item.requests) {
-          const e = enc.encode(req);
-          if (e.context.length + e.continuation.length > maxLength + 1) truncated++;
-          expect(Math.abs(s.score(e) - reference(e.context, e.continuation, maxLength))).toBeLessThan(2e-4);
-        }
-      }
+      reqs.forEach((e, i) => expect(Math.abs(s.score(e) - want[i])).toBeLessThan(2e-4));
       expect(s.reusedTokens).toBeGreaterThan(0);
+      // batched: contexts and continuations of three requests per pass, KV prefixes copied
+      const b = new LoglikelihoodScorer(model, maxLength, 3);
+      b.scoreBatch(reqs).forEach((ll, i) => expect(Math.abs(ll - want[i])).toBeLessThan(2e-4));
+      expect(b.reusedTokens).toBeGreaterThan(0);
     }
     expect(truncated).toBeGreaterThan(0); // PIQA's long solutions exceed the 100-token window
   });

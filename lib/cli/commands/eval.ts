@@ -14,7 +14,6 @@ import { packModel } from '../../runtime/model.js';
 import { openEvalModel } from '../../quant/packed-source.js';
 import { progressBar } from '../progress.js';
 import { EVAL_DATASETS, loadEvalText, perplexity, planWindows, type PerplexityResult } from '../../runtime/perplexity.js';
-import { resolveModelArg } from '../../util/data-dir.js';
 import { UsageError } from '../../util/errors.js';
 import { writeFileAtomic, writeJsonAtomic } from '../../util/atomic.js';
 import { BOS_POLICIES, type BosPolicy } from '../../eval/loglikelihood.js';
@@ -23,59 +22,51 @@ import { TASK_SPECS, type Metric } from '../../eval/prompts.js';
 import { parseTaskList, TASK_NAMES, type TaskName } from '../../eval/tasks.js';
 import { evaluateZeroShot, loadItems, recovery, type ZeroShotResult } from '../../eval/zero-shot.js';
 import { formatBytes, printJson } from '../format.js';
-import { parseChoice } from '../options.js';
+import { addModelOptions, parseChoice, parseModelOptions, parseOptionalInteger, type ModelOptionValues } from '../options.js';
 
-interface PplOptions {
-  model: string;
-  quantized?: string;
+interface PplOptions extends ModelOptionValues {
   dataset: string;
   ctx?: string;
   stride?: string;
-  limit?: string;
   packBits?: string;
   packGroup: string;
-  json?: boolean;
 }
 
-function intOption(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name}: expected an integer >= ${min}, got "${v}"`);
-  return n;
-}
+/** Requests scored together by default: 16 gained nothing over 8 on the shipped models
+ *  (bench/eval-batch.ts, docs/eval.md), and each one more costs a KV cache of the window. */
+const DEFAULT_BATCH = 8;
 
 export function registerEval(program: Command): void {
   const evalCmd = program.command('eval').description('evaluate a model: perplexity, zero-shot tasks, KL divergence vs full precision');
-  evalCmd
+  const ppl = evalCmd
     .command('ppl')
-    .description('perplexity on a text: whole text tokenized once with BOS, non-overlapping windows of --ctx tokens (or sliding windows with --stride)')
-    .requiredOption('--model <dir>', 'model directory, or a shipped model name (stories260K, tinystories-656K)')
-    .option('--quantized <dir>', 'quantized model directory of --model (written by `lieq quantize`)')
+    .description('perplexity on a text: whole text tokenized once with BOS, non-overlapping windows of --ctx tokens (or sliding windows with --stride)');
+  addModelOptions(ppl, { quantized: 'optional', quantizedHelp: 'quantized model directory of --model (written by `lieq quantize`): evaluated instead of --model', limitHelp: 'evaluate the first n windows only' })
     .option('--dataset <name|file>', `${Object.keys(EVAL_DATASETS).join(' | ')} | a UTF-8 text file`, 'wikitext2')
     .option('--ctx <n>', 'window length in tokens (default: min(2048, max_position_embeddings))')
     .option('--stride <n>', 'sliding windows every n tokens (< ctx), scoring only new targets')
-    .option('--limit <k>', 'evaluate the first k windows only')
     .option('--pack-bits <b>', 'pack every decoder linear in memory (round-to-nearest) at 2, 3, 4 or 8 bits first')
     .option('--pack-group <g>', 'group size for --pack-bits: 32, 64, 128 or channel', '128')
-    .option('--json', 'print JSON for scripts (no progress bar)')
     .action(async (opts: PplOptions) => {
       const r = await runPpl(opts);
       if (opts.json) printJson(r);
       else process.stdout.write(renderPpl(r));
     });
-  evalCmd
+  const tasks = evalCmd
     .command('tasks')
-    .description('zero-shot accuracy scored like lm-evaluation-harness (docs/eval.md); with --quantized, both models and the recovery ratio')
-    .requiredOption('--model <dir>', 'full-precision model directory, or a shipped model name (stories260K, tinystories-656K)')
-    .option('--quantized <dir>', 'quantized model directory of --model (written by `lieq quantize`): evaluated too, recovery = its mean / the full-precision mean')
+    .description('zero-shot accuracy scored like lm-evaluation-harness (docs/eval.md); with --quantized, both models and the recovery ratio');
+  addModelOptions(tasks, {
+    quantized: 'optional',
+    quantizedHelp: 'quantized model directory of --model (written by `lieq quantize`): evaluated too, recovery = its mean / the full-precision mean',
+    limitHelp: 'the first n documents of each task only (as the harness\'s --limit)',
+  })
     .option('--tasks <list>', `comma-separated tasks (${TASK_NAMES.join(', ')})`, TASK_NAMES.join(','))
-    .option('--limit <n>', 'the first n documents of each task only (as the harness\'s --limit)')
+    .option('--batch <b>', 'requests scored together in batched forward passes (results equal --batch 1 up to float32 rounding)', String(DEFAULT_BATCH))
     .option('--bos <policy>', `${BOS_POLICIES.join(' | ')}: prepend BOS to every context (auto: the tokenizer's own policy)`, 'auto')
     .option('--max-length <n>', 'model window; longer pairs lose context tokens from the left (default: max_position_embeddings)')
     .option('--samples', 'keep every document\'s choice log-likelihoods in the JSON')
     .option('--out <file.json>', 'write the JSON report here (atomically)')
     .option('--markdown <file.md>', 'write the markdown table here (atomically)')
-    .option('--json', 'print JSON for scripts (no progress bar)')
     .action(async (opts: TasksOptions) => {
       const r = await runTasks(opts);
       if (opts.out) writeJsonAtomic(opts.out, r);
@@ -83,16 +74,13 @@ export function registerEval(program: Command): void {
       if (opts.json) printJson(r);
       else process.stdout.write(renderTasksMarkdown(r));
     });
-  evalCmd
+  const kld = evalCmd
     .command('kld')
-    .description('KL divergence of the quantized model\'s next-token distributions from the full-precision ones (mean, 99th percentile, top-1 agreement)')
-    .requiredOption('--model <dir>', 'full-precision model directory, or a shipped model name')
-    .requiredOption('--quantized <dir>', 'quantized model directory of --model')
+    .description('KL divergence of the quantized model\'s next-token distributions from the full-precision ones (mean, 99th percentile, top-1 agreement)');
+  addModelOptions(kld, { quantized: 'required', quantizedHelp: 'quantized model directory of --model', limitHelp: 'the first n windows only' })
     .option('--dataset <name|file>', `${Object.keys(EVAL_DATASETS).join(' | ')} | a UTF-8 text file`, 'wikitext2')
     .option('--ctx <n>', 'window length in tokens (default: min(2048, max_position_embeddings))')
-    .option('--limit <k>', 'the first k windows only')
     .option('--out <file.json>', 'write the JSON report here (atomically)')
-    .option('--json', 'print JSON for scripts (no progress bar)')
     .action(async (opts: KldOptionsCli) => {
       const r = await runKld(opts);
       if (opts.out) writeJsonAtomic(opts.out, r);
@@ -124,11 +112,10 @@ export interface PplReport {
 }
 
 async function runPpl(opts: PplOptions): Promise<PplReport> {
-  const dir = resolveModelArg(opts.model);
-  const stride = intOption('stride', opts.stride, 1);
-  const limit = intOption('limit', opts.limit, 1);
-  const ctxOpt = intOption('ctx', opts.ctx, 2);
-  const packBits = intOption('pack-bits', opts.packBits, 2);
+  const { dir, limit } = parseModelOptions(opts);
+  const stride = parseOptionalInteger(opts.stride, '--stride', 1);
+  const ctxOpt = parseOptionalInteger(opts.ctx, '--ctx', 2);
+  const packBits = parseOptionalInteger(opts.packBits, '--pack-bits', 2);
   if (packBits !== undefined && ![2, 3, 4, 8].includes(packBits)) throw new UsageError(`--pack-bits: expected 2, 3, 4 or 8, got ${packBits}`);
   const group = opts.packGroup === 'channel' ? 'channel' : Number(opts.packGroup);
   if (group !== 'channel' && ![32, 64, 128].includes(group)) throw new UsageError(`--pack-group: expected 32, 64, 128 or channel, got "${opts.packGroup}"`);
@@ -205,17 +192,14 @@ export function renderPpl(r: PplReport): string {
 // ---------------------------------------------------------------------------------------
 // eval tasks
 
-interface TasksOptions {
-  model: string;
-  quantized?: string;
+interface TasksOptions extends ModelOptionValues {
   tasks: string;
-  limit?: string;
+  batch: string;
   bos: string;
   maxLength?: string;
   samples?: boolean;
   out?: string;
   markdown?: string;
-  json?: boolean;
 }
 
 export interface TaskRow {
@@ -236,6 +220,7 @@ export interface TasksReport {
   tasks: TaskName[];
   limit: number | null;
   bos: BosPolicy;
+  batch: number;
   rows: TaskRow[];
   average: {
     fp: ZeroShotResult['average'];
@@ -248,10 +233,10 @@ export interface TasksReport {
 }
 
 async function runTasks(opts: TasksOptions): Promise<TasksReport> {
-  const dir = resolveModelArg(opts.model);
+  const { dir, limit } = parseModelOptions(opts);
   const tasks = parseTaskList(opts.tasks);
-  const limit = intOption('limit', opts.limit, 1);
-  const maxLength = intOption('max-length', opts.maxLength, 2);
+  const batch = parseOptionalInteger(opts.batch, '--batch', 1)!;
+  const maxLength = parseOptionalInteger(opts.maxLength, '--max-length', 2);
   const bos = parseChoice(opts.bos, '--bos', BOS_POLICIES);
   const items = loadItems(tasks, { limit });
   const tokenizer = await loadTokenizer(dir);
@@ -271,6 +256,7 @@ async function runTasks(opts: TasksOptions): Promise<TasksReport> {
       const r = await evaluateZeroShot(model, tokenizer, items, {
         bos,
         maxLength,
+        batch,
         samples: opts.samples,
         onProgress: (task, done) => bar.update(offsets.get(task)! + done, perModel * runs, `${label} ${task}`),
       });
@@ -309,6 +295,7 @@ async function runTasks(opts: TasksOptions): Promise<TasksReport> {
     tasks,
     limit: limit ?? null,
     bos,
+    batch,
     rows,
     average: {
       fp: fp.average,
@@ -353,22 +340,21 @@ export function renderTasksMarkdown(r: TasksReport): string {
   const long = r.runs.fp.tasks.filter((t) => t.longContinuations > 0);
   if (long.length > 0)
     lines.push('', `Continuations longer than the ${r.runs.fp.maxLength}-token window, scored in chunks: ${long.map((t) => `${t.task} ${t.longContinuations}`).join(', ')}.`);
-  const secs = r.runs.fp.seconds + (r.runs.quantized?.seconds ?? 0);
-  lines.push('', `primary = acc_norm where the harness reports it, else acc${hasQ ? '; recovery = quantized / FP' : ''}. ${secs.toFixed(1)} s, ${r.threads} thread${r.threads === 1 ? '' : 's'}, peak RSS ${formatBytes(r.peakRssBytes)}.`);
+  const runs = [r.runs.fp, ...(r.runs.quantized ? [r.runs.quantized] : [])];
+  const secs = runs.reduce((s, x) => s + x.seconds, 0);
+  const requests = runs.reduce((s, x) => s + x.tasks.reduce((t, y) => t + y.requests, 0), 0);
+  lines.push('', `primary = acc_norm where the harness reports it, else acc${hasQ ? '; recovery = quantized / FP' : ''}. ${requests.toLocaleString('en-US')} requests in ${secs.toFixed(1)} s (${Math.round(requests / secs).toLocaleString('en-US')} requests/s, batch ${r.batch}), ${r.threads} thread${r.threads === 1 ? '' : 's'}, peak RSS ${formatBytes(r.peakRssBytes)}.`);
   return lines.join('\n') + '\n';
 }
 
 // ---------------------------------------------------------------------------------------
 // eval kld
 
-interface KldOptionsCli {
-  model: string;
+interface KldOptionsCli extends ModelOptionValues {
   quantized: string;
   dataset: string;
   ctx?: string;
-  limit?: string;
   out?: string;
-  json?: boolean;
 }
 
 export interface KldReport extends KldResult {
@@ -380,9 +366,8 @@ export interface KldReport extends KldResult {
 }
 
 async function runKld(opts: KldOptionsCli): Promise<KldReport> {
-  const dir = resolveModelArg(opts.model);
-  const limit = intOption('limit', opts.limit, 1);
-  const ctxOpt = intOption('ctx', opts.ctx, 2);
+  const { dir, limit } = parseModelOptions(opts);
+  const ctxOpt = parseOptionalInteger(opts.ctx, '--ctx', 2);
   const base = openEvalModel(dir);
   try {
     const q = openEvalModel(dir, opts.quantized);
