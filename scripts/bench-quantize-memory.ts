@@ -1,8 +1,9 @@
 /**
  * Peak resident memory of `lieq quantize` (RTN, uniform bits) on a random-weight checkpoint of a
  * real model shape, streamed from disk, next to the working set of one decoder layer computed
- * from the shape. The claim checked: peak RSS <= one layer's working set + a constant (Node,
- * the addon, the embedding blocks), independent of the layer count.
+ * from the shape. The claim checked: peak RSS = one layer's working set + a constant C (Node,
+ * the addon, the embedding/lm_head block buffers, the read scratch), C independent of the layer
+ * count; C is reported (peak - working set).
  *
  *   npx tsx scripts/bench-quantize-memory.ts --shape llama-3.2-3b --model-dir /data/lieq-3b \
  *       [--bits 4] [--group 128] [--threads 2] [--cli dist/cli/main.js] [--layers N --vocab V]
@@ -14,7 +15,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 
 import { linearShape, LINEAR_NAMES, normaliseConfig, type ModelConfig } from '../lib/io/config.js';
@@ -48,23 +49,27 @@ const MiB = 2 ** 20;
 const paramsOf = (c: ModelConfig) => LINEAR_NAMES.reduce((s, n) => s + linearShape(c, n)[0] * linearShape(c, n)[1], 0);
 
 /**
- * Bytes one RTN layer needs at once (lib/quant/quantize-model.ts): the layer's seven linears in
- * f32 (read from BF16 and converted), their packed outputs (codes + fp16 scales + u8 zeros), and
- * the largest transient tensor: its BF16 bytes plus a padded f32 copy.
+ * Bytes one RTN layer needs at once (lib/quant/quantize-model.ts): the one reused f32 buffer
+ * every linear is read into (sized to the largest linear; BF16 is converted in 4 MiB chunks, so
+ * no BF16 copy of a tensor exists), a zero-padded f32 copy when `in` is not a multiple of 32
+ * (none for real shapes), and the layer's packed outputs (codes + fp16 scales + u8 zeros).
+ * `sevenLinearsF32` is what the layer's weights take in f32 all at once (the GPTQ working set,
+ * and what RTN held before the reused buffer), for comparison.
  */
-function layerWorkingSet(c: ModelConfig): { bytes: number; parts: Record<string, number> } {
-  const p = paramsOf(c);
+function layerWorkingSet(c: ModelConfig): { bytes: number; parts: Record<string, number>; sevenLinearsF32: number } {
   let packed = 0;
   let largest = 0;
+  let padded = 0;
   for (const n of LINEAR_NAMES) {
     const [o, i] = linearShape(c, n);
     const l = resolveLayout(i, group);
     const groups = l.paddedIn / l.groupSize;
     packed += o * (l.paddedIn / 32) * 4 * bits + o * groups * 3;
     largest = Math.max(largest, o * i);
+    if (l.paddedIn !== i) padded = Math.max(padded, o * l.paddedIn * 4);
   }
-  const parts = { f32Weights: 4 * p, packedOutputs: packed, largestTransient: 2 * largest + 4 * largest };
-  return { bytes: Object.values(parts).reduce((a, b) => a + b, 0), parts };
+  const parts = { f32LinearBuffer: 4 * largest, paddedCopy: padded, packedOutputs: packed };
+  return { bytes: Object.values(parts).reduce((a, b) => a + b, 0), parts, sevenLinearsF32: 4 * paramsOf(c) };
 }
 
 const checkpointBytes = (paramsOf(cfg) * cfg.numLayers + cfg.vocabSize * cfg.hiddenSize * (cfg.tieWordEmbeddings ? 1 : 2)) * 2;
@@ -81,11 +86,8 @@ if (!existsSync(join(modelDir, 'model.safetensors'))) {
   process.stderr.write(`  written in ${((performance.now() - t) / 1000).toFixed(1)} s\n`);
 }
 
-/** Run the CLI and poll its VmHWM (peak RSS, kB) until it exits. */
-async function runQuantize(): Promise<{ peakRssBytes: number; seconds: number; code: number | null }> {
-  rmSync(outDir, { recursive: true, force: true });
-  // --threads is a program-level option: it goes before the command.
-  const args = [cli, ...(threads ? ['--threads', threads] : []), 'quantize', modelDir, '--uniform', String(bits), '--group', String(group), '--out', outDir, '--no-sensitivity', '--eval', 'none'];
+/** Run the CLI with `args` and poll its VmHWM (peak RSS, kB) until it exits. */
+async function peakOf(args: string[]): Promise<{ peakRssBytes: number; seconds: number; code: number | null }> {
   process.stderr.write(`node ${args.join(' ')}\n`);
   const t = performance.now();
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -104,9 +106,18 @@ async function runQuantize(): Promise<{ peakRssBytes: number; seconds: number; c
 }
 
 const ws = layerWorkingSet(cfg);
-const run = await runQuantize();
+// Node + the addon + the CLI's modules, doing nothing: the floor of C.
+const idle = await peakOf([cli, 'doctor', '--json']);
+rmSync(outDir, { recursive: true, force: true });
+// --threads is a program-level option: it goes before the command.
+const run = await peakOf([cli, ...(threads ? ['--threads', threads] : []), 'quantize', modelDir, '--uniform', String(bits), '--group', String(group), '--out', outDir, '--no-sensitivity', '--eval', 'none']);
 if (run.code !== 0) throw new Error(`lieq quantize exited with ${run.code}`);
-const embeddingBlockBytes = 64 * MiB * 1.5; // one 64 MiB f32 row block + its f16 copy (quantize-model.ts)
+// Part of C: the embedding/lm_head block buffers (up to 64 MiB of f32 rows, kept in the linear
+// buffer when it is large enough, + their f16 bytes; quantize-model.ts; --max-memory can shrink
+// them) and the 4 MiB read scratch (safetensors.ts).
+const blockRows = Math.min(cfg.vocabSize, Math.floor(64 * MiB / (4 * cfg.hiddenSize)));
+const blockValues = blockRows * cfg.hiddenSize;
+const embeddingBlockBytes = 2 * blockValues + (4 * blockValues > ws.parts.f32LinearBuffer ? 4 * blockValues : 0);
 const overhead = run.peakRssBytes - ws.bytes;
 const result = {
   date: new Date().toISOString(),
@@ -116,9 +127,13 @@ const result = {
   layerParams: paramsOf(cfg),
   layerWorkingSetBytes: ws.bytes,
   layerWorkingSetParts: ws.parts,
+  layerSevenLinearsF32Bytes: ws.sevenLinearsF32,
   embeddingBlockBytes,
+  idleCliPeakRssBytes: idle.peakRssBytes,
   peakRssBytes: run.peakRssBytes,
+  /** C in "peak = one layer's working set + C". */
   overheadBeyondOneLayerBytes: overhead,
+  loadAverage: loadavg(),
   peakOverCheckpoint: run.peakRssBytes / checkpointBytes,
   seconds: run.seconds,
 };
@@ -127,7 +142,8 @@ mkdirSync(dirname(file), { recursive: true });
 writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
 const f = (b: number) => `${(b / MiB).toFixed(0)} MiB`;
 console.log(`shape ${shape}: ${cfg.numLayers} layers, checkpoint ${f(checkpointBytes)} (BF16)`);
-console.log(`one layer's working set   ${f(ws.bytes)}  (f32 weights ${f(ws.parts.f32Weights)}, packed ${f(ws.parts.packedOutputs)}, largest transient ${f(ws.parts.largestTransient)})`);
-console.log(`peak RSS of lieq quantize ${f(run.peakRssBytes)}  = working set + ${f(overhead)}  (${(100 * run.peakRssBytes / checkpointBytes).toFixed(0)}% of the checkpoint)`);
+console.log(`one layer's working set   ${f(ws.bytes)}  (f32 linear buffer ${f(ws.parts.f32LinearBuffer)}, padded copy ${f(ws.parts.paddedCopy)}, packed ${f(ws.parts.packedOutputs)}; all seven linears in f32 would be ${f(ws.sevenLinearsF32)})`);
+console.log(`peak RSS of lieq quantize ${f(run.peakRssBytes)}  = working set + C, C = ${f(overhead)}  (${(100 * run.peakRssBytes / checkpointBytes).toFixed(0)}% of the checkpoint)`);
+console.log(`C: the idle CLI (lieq doctor) peaks at ${f(idle.peakRssBytes)}, the embedding block buffers are ${f(embeddingBlockBytes)}`);
 console.log(`time ${run.seconds.toFixed(1)} s; results: ${file}`);
 if (!process.argv.includes('--keep')) rmSync(outDir, { recursive: true, force: true });

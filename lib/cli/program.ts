@@ -26,6 +26,9 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .option('--threads <n>', 'native threads (default: all cores, or LIEQ_THREADS)')
     .option('--verbose', 'print the cause chain of errors')
+    // Before the subcommands are added, which copy it: their parse errors then reach main()'s
+    // exit-code mapping (2) instead of commander's own process.exit(1).
+    .exitOverride()
     .hook('preAction', (cmd) => {
       const t = cmd.opts().threads as string | undefined;
       if (t !== undefined) {

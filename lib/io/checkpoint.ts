@@ -114,9 +114,14 @@ export class Checkpoint {
     return this.fileOf(name).readF32(real);
   }
 
-  /** Rows of a matrix tensor as f32 [rows.length, cols] (see SafetensorsFile.readRowsF32). */
-  readRowsF32(name: string, rows: ArrayLike<number>): Float32Array {
-    return this.fileOf(name).readRowsF32(this.resolve(name), rows);
+  /** `name` converted to f32 into `out`, which is reused memory (see SafetensorsFile.readF32Into). */
+  readF32Into(name: string, out: Float32Array): Float32Array {
+    return this.fileOf(name).readF32Into(this.resolve(name), out);
+  }
+
+  /** Rows of a matrix tensor as f32 [rows.length, cols], optionally into `out` (see SafetensorsFile.readRowsF32). */
+  readRowsF32(name: string, rows: ArrayLike<number>, out?: Float32Array): Float32Array {
+    return this.fileOf(name).readRowsF32(this.resolve(name), rows, out);
   }
 
   readBytes(name: string): Buffer {

@@ -154,7 +154,8 @@ export function loadAnalysis(path: string): Analysis {
   try {
     raw = JSON.parse(readFileSync(path, 'utf8'));
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code) throw new FileError(path, 'cannot read analysis file', { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new FileError(path, code === 'ENOENT' ? 'analysis file not found (write one with `lieq analyze MODEL -o FILE`)' : `cannot read analysis file (${code})`, { cause: err });
     throw new FormatError(path, `not valid JSON (${(err as Error).message})`, { cause: err, code: 'E_ANALYSIS' });
   }
   const a = raw as Partial<Analysis>;

@@ -93,7 +93,8 @@ export function loadPlan(path: string): Plan {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new FileError(path, 'cannot read plan file', { cause: err });
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new FileError(path, code === 'ENOENT' ? 'plan file not found (write one with `lieq allocate`, or pass --uniform B or --bits B instead of --plan)' : `cannot read plan file (${code ?? String(err)})`, { cause: err });
   }
   let raw: unknown;
   try {

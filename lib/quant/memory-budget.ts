@@ -4,8 +4,9 @@
  *
  * The estimate (bytes; see quantize-model.ts and gptq-calibrate.ts for where each part lives):
  *   base         the process's resident memory when the run starts (Node, the addon, the plan)
- *   layer        one decoder layer's seven linears in f32, a zero-padded f32 copy of the largest,
- *                the packed layer (codes, scales, zeros)
+ *   layer        the reused f32 weight buffers (quantize-model.ts LinearBuffers): RTN the largest
+ *                linear, GPTQ all seven linears of a layer; a zero-padded f32 copy of the
+ *                largest; the packed layer (codes, scales, zeros)
  *   activations  one calibration sequence through one layer (GPTQ only): the residual input
  *                and output, q/k/v/o, gate/up/down, attention scores, the caught stage input
  *   hessians     GPTQ only: the f64 Hessian and its f64 factor of the widest linear input
@@ -37,6 +38,7 @@ export interface MemoryEstimate {
 export function estimateQuantizeMemory(cfg: ModelConfig, plan: Plan, calib: { samples: number; seqlen: number } | null, base: number): MemoryEstimate {
   const gptq = plan.layers.some((l) => l.backbone === 'gptq');
   let dense = 0;
+  let largest = 0;
   let largestPadded = 0;
   let packed = 0;
   let widestIn = 0;
@@ -45,6 +47,7 @@ export function estimateQuantizeMemory(cfg: ModelConfig, plan: Plan, calib: { sa
     const [out, inF] = linearShape(cfg, name);
     const layout = resolveLayout(inF, Math.max(...plan.layers.map((l) => l.groupSize)));
     dense += out * inF * 4;
+    largest = Math.max(largest, out * inF * 4);
     largestPadded = Math.max(largestPadded, out * layout.paddedIn * 4);
     packed += packedBytes(out, resolveLayout(inF, 32), maxBits, plan.symmetric); // smallest group: most scales
     widestIn = Math.max(widestIn, layout.paddedIn);
@@ -55,7 +58,7 @@ export function estimateQuantizeMemory(cfg: ModelConfig, plan: Plan, calib: { sa
   const activations = gptq && calib ? seqlen * (2 * h + qkvo + 3 * cfg.intermediateSize + widestIn) * 4 + cfg.numHeads * seqlen * seqlen * 4 : 0;
   return {
     base,
-    layer: dense + largestPadded + packed,
+    layer: (gptq ? dense : largest) + largestPadded + packed,
     activations,
     hessians: gptq ? 2 * widestIn * widestIn * 8 : 0,
     calibration: gptq && calib ? (calib.samples + 1) * seqlen * h * 4 : 0,

@@ -1,15 +1,20 @@
 /**
  * `lieq quantize`: quantize a model layer by layer under a plan and write the packed model
- * directory (packed-model.ts). Streams: one decoder layer's f32 weights are in memory at a time
- * (plus the embedding while it is converted); the output directory appears only when complete.
- * Layers whose plan backbone is 'gptq' are calibrated layer-sequentially (gptq-calibrate.ts):
- * the calibration hidden states of one layer boundary are then held as well.
+ * directory (packed-model.ts); the output directory appears only when complete.
+ * Memory: f32 weights are read into reused buffers (LinearBuffers), never into fresh arrays per
+ * layer, so the peak does not wait on the garbage collector: an RTN layer holds one linear in
+ * f32 at a time (one buffer sized to the largest linear), a GPTQ layer its seven linears (one
+ * buffer per linear kind, since calibration runs the whole dense layer), plus the packed layer.
+ * GPTQ layers are calibrated layer-sequentially (gptq-calibrate.ts): the calibration hidden
+ * states of one layer boundary are then held as well. The embedding and lm_head are converted
+ * in blocks of rows (memory-budget.ts).
  */
 import { createHash } from 'node:crypto';
 import { existsSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { CONFIG_FILE, linearTensorName, LINEAR_NAMES, type ModelConfig } from '../io/config.js';
+import type { Checkpoint } from '../io/checkpoint.js';
+import { CONFIG_FILE, linearShape, linearTensorName, LINEAR_NAMES, type LinearName, type ModelConfig } from '../io/config.js';
 import { openModel } from '../io/model.js';
 import { asBytes, SafetensorsWriter, type TensorSpec } from '../io/safetensors.js';
 import { quantizeLinear, type PackedLinear, type QuantMethodName } from '../kernels/quant.js';
@@ -17,7 +22,7 @@ import type { PackedBits } from '../kernels/packed-format.js';
 import { accountPlan, checkPlanFits, type Plan } from '../lieq/plan.js';
 import { native, NativeDType } from '../native.js';
 import { packedLinear, type RuntimeLinear } from '../runtime/linear.js';
-import { RuntimeModel, tensorSource, withLinears, type LayerWeights } from '../runtime/model.js';
+import { hasBias, RuntimeModel, tensorSource, type LayerWeights } from '../runtime/model.js';
 import { modelFingerprint } from '../lieq/analyze.js';
 import { loadEvalText } from '../runtime/perplexity.js';
 import { buildDirAtomic } from '../util/atomic.js';
@@ -77,27 +82,88 @@ export async function quantizeWeight(w: Float32Array, out: number, layout: Linea
   });
 }
 
-function f16Bytes(x: Float32Array): Uint8Array {
-  const b = new Uint8Array(x.length * 2);
-  native().fromF32(x, NativeDType.F16, b);
-  return b;
-}
-
 function checkFinite(x: Float32Array, file: string, name: string): void {
   const bad = native().countNonFinite(x);
   if (bad > 0) throw new DataError(`${file}: tensor "${name}" has ${bad} NaN/Inf values; refusing to quantize it`);
 }
 
-/** One decoder layer quantized with RTN as its plan entry says (all seven linears packed). */
-async function quantizeLayerRtnPlan(layer: LayerWeights, bits: number, groupSize: number, symmetric: boolean, rtn: QuantMethodName): Promise<LayerWeights> {
-  const linears: Partial<Record<(typeof LINEAR_NAMES)[number], RuntimeLinear>> = {};
-  for (const name of LINEAR_NAMES) {
-    const lin = layer.linears[name];
-    if (lin.kind !== 'dense') throw new DataError(`layer ${layer.index} ${name}: already packed`);
-    const p = await quantizeWeight(lin.weight, lin.outFeatures, resolveLayout(lin.inFeatures, groupSize), bits, symmetric, rtn);
-    linears[name] = packedLinear(p, lin.bias, lin.inFeatures);
+/**
+ * Reused f32 destinations of the decoder linears' weights: one buffer per linear kind, each
+ * allocated once. Reading layer l+1's q_proj overwrites layer l's, so the memory of a layer's
+ * weights is reused at once instead of freed whenever V8 next collects (with a fresh array
+ * per read the peak was about two layers' weights). The caller must be done with layer l's
+ * dense weights before it reads layer l+1 (quantize walks the layers in order and keeps only
+ * packed results).
+ */
+class LinearBuffers {
+  private readonly slots = new Map<LinearName, Float32Array>();
+  /** The linear kind with the most weights: RTN reads every linear into its buffer. */
+  readonly largest: LinearName;
+
+  constructor(private readonly cfg: ModelConfig, private readonly ck: Checkpoint, private readonly check: (x: Float32Array, name: string) => void) {
+    const size = (n: LinearName) => linearShape(cfg, n)[0] * linearShape(cfg, n)[1];
+    this.largest = LINEAR_NAMES.reduce((a, b) => (size(b) > size(a) ? b : a));
   }
-  return withLinears(layer, linears);
+
+  /** Linear `name` of layer `l` read into the buffer of kind `slot` (default: its own kind). */
+  read(l: number, name: LinearName, slot: LinearName = name): Float32Array {
+    const [out, inF] = linearShape(this.cfg, name);
+    let buf = this.slots.get(slot);
+    if (!buf) {
+      const [so, si] = linearShape(this.cfg, slot);
+      this.slots.set(slot, (buf = new Float32Array(so * si)));
+    }
+    const tensor = linearTensorName(l, name);
+    const w = this.ck.readF32Into(tensor, buf.subarray(0, out * inF));
+    this.check(w, tensor);
+    return w;
+  }
+
+  /**
+   * After the last layer: `n` values of the largest buffer for the embedding/lm_head blocks (so
+   * the peak is the larger of the two phases, not their sum), or a new array if it is smaller.
+   * Every other buffer is dropped; no layer may be read afterwards.
+   */
+  takeForBlocks(n: number): Float32Array {
+    const big = [...this.slots.values()].reduce<Float32Array | undefined>((a, b) => (a && a.length >= b.length ? a : b), undefined);
+    this.slots.clear();
+    return big && big.length >= n ? big.subarray(0, n) : new Float32Array(n);
+  }
+
+  /** `tensor` if it is a decoder linear's weight: its layer and kind. */
+  linearOf(tensor: string): { l: number; name: LinearName } | null {
+    const m = /^model\.layers\.(\d+)\./.exec(tensor);
+    if (!m) return null;
+    const l = Number(m[1]);
+    const name = LINEAR_NAMES.find((n) => linearTensorName(l, n) === tensor);
+    return name ? { l, name } : null;
+  }
+}
+
+/**
+ * One decoder layer quantized with RTN as its plan entry says: linear by linear, each read into
+ * the one buffer of the largest linear's size and packed before the next is read.
+ */
+async function quantizeLayerRtn(cfg: ModelConfig, l: number, buffers: LinearBuffers, read: (name: string) => Float32Array,
+                                bits: number, groupSize: number, symmetric: boolean, rtn: QuantMethodName): Promise<LayerWeights> {
+  const linears = {} as Record<LinearName, RuntimeLinear>;
+  for (const name of LINEAR_NAMES) {
+    const [out, inF] = linearShape(cfg, name);
+    const w = buffers.read(l, name, buffers.largest);
+    const bias = hasBias(cfg, name) ? read(linearTensorName(l, name).replace(/weight$/, 'bias')) : null;
+    // Awaited before the next read: the native job reads `w` (or its padded copy) meanwhile.
+    const p = await quantizeWeight(w, out, resolveLayout(inF, groupSize), bits, symmetric, rtn);
+    linears[name] = packedLinear(p, bias, inF);
+  }
+  const p = `model.layers.${l}`;
+  return {
+    index: l,
+    inputNorm: read(`${p}.input_layernorm.weight`),
+    postAttentionNorm: read(`${p}.post_attention_layernorm.weight`),
+    qNorm: cfg.qkNorm ? read(`${p}.self_attn.q_norm.weight`) : null,
+    kNorm: cfg.qkNorm ? read(`${p}.self_attn.k_norm.weight`) : null,
+    linears,
+  };
 }
 
 /**
@@ -173,7 +239,14 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
     const emb = 'model.embed_tokens.weight';
 
     // 1. Every layer without a checkpoint: quantize it and checkpoint its output tensors.
-    const layers = RuntimeModel.fromSource(tensorSource(cfg, { has: (n) => ck.has(n), readF32: read }, dir), { residency: 'streaming', layersOnly: true });
+    const buffers = new LinearBuffers(cfg, ck, (x, name) => checkFinite(x, ck.info(name).file, name));
+    // GPTQ layers come through the runtime model (calibration runs them); their linears land in
+    // the per-kind buffers. Norms and biases are small and read fresh.
+    const readLayerTensor = (name: string) => {
+      const lin = buffers.linearOf(name);
+      return lin ? buffers.read(lin.l, lin.name) : read(name);
+    };
+    const layers = RuntimeModel.fromSource(tensorSource(cfg, { has: (n) => ck.has(n), readF32: readLayerTensor }, dir), { residency: 'streaming', layersOnly: true });
     // Calibration states are needed up to the last GPTQ layer still to do (finished layers are
     // replayed from their checkpoints to rebuild them: the sequential protocol's inputs).
     const lastGptq = o.plan.layers.reduce((last, lp, i) => (lp.backbone === 'gptq' && !work.has(i) ? i : last), -1);
@@ -204,12 +277,11 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
         }
         continue;
       }
-      const dense = layers.layer(l);
       const q = lp.backbone === 'gptq'
-        ? await quantizeLayerGptq(layers, dense, hidden!, { ...gptqOpts, bits: lp.bits, groupSize: lp.groupSize, symmetric: o.plan.symmetric })
-        : await quantizeLayerRtnPlan(dense, lp.bits, lp.groupSize, o.plan.symmetric, rtn);
+        ? await quantizeLayerGptq(layers, layers.layer(l), hidden!, { ...gptqOpts, bits: lp.bits, groupSize: lp.groupSize, symmetric: o.plan.symmetric })
+        : await quantizeLayerRtn(cfg, l, buffers, read, lp.bits, lp.groupSize, o.plan.symmetric, rtn);
       sampleRss();
-      work.write(l, layerSpecs(specs, l), layerTensors(cfg, specs, l, dense, q));
+      work.write(l, layerSpecs(specs, l), layerTensors(cfg, specs, l, q));
       crashPoint(`layer:${l}`);
       // Sequential protocol: the next GPTQ layer sees the outputs of this quantized layer.
       if (hidden && l < lastGptq) {
@@ -223,44 +295,61 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
     // 2. Assemble the output from the checkpoints in a temp directory; rename it into place.
     const block = mem.blockRows;
     const V = cfg.vocabSize;
-    // Embedding (and a packed tied head) in blocks of rows: never the whole vocab × hidden
-    // table in f32 at once.
+    const H = cfg.hiddenSize;
+    // Embedding and lm_head in blocks of rows through two reused block buffers: never the
+    // whole vocab × hidden table in f32, and no per-block garbage for the collector to lag on.
+    const blockF32 = buffers.takeForBlocks(Math.min(block, V) * H);
+    const blockF16 = new Uint8Array(blockF32.length * 2);
     const rowsOf = (name: string, r0: number) => {
-      const ids = Array.from({ length: Math.min(block, V - r0) }, (_, i) => r0 + i);
-      const x = ck.readRowsF32(name, ids);
+      const n = Math.min(block, V - r0);
+      const ids = Array.from({ length: n }, (_, i) => r0 + i);
+      const x = ck.readRowsF32(name, ids, blockF32.subarray(0, n * H));
       checkFinite(x, ck.info(name).file, name);
       return x;
     };
+    const f16Block = (x: Float32Array) => {
+      const b = blockF16.subarray(0, x.length * 2);
+      native().fromF32(x, NativeDType.F16, b);
+      return b;
+    };
+    // Checkpointed layer tensors are copied through one reused buffer too (the writer is synchronous).
+    let copyBuf = new Uint8Array(0);
     await buildDirAtomic(
       out,
       async (tmp) => {
         const w = SafetensorsWriter.create(join(tmp, 'model.safetensors'), specs, { format: 'lieq-packed/1', source: dir });
         try {
-          for (let r0 = 0; r0 < V; r0 += block) w.write(emb, f16Bytes(rowsOf(emb, r0)));
+          for (let r0 = 0; r0 < V; r0 += block) w.write(emb, f16Block(rowsOf(emb, r0)));
           o.onProgress?.({ done: ++done, total, stage: 'embeddings' });
           for (let l = 0; l < L; l++) {
             const f = work.open(l);
             try {
-              for (const s of layerSpecs(specs, l)) w.write(s.name, f.readBytes(s.name));
+              for (const s of layerSpecs(specs, l)) {
+                const n = f.info(s.name).byteLength;
+                if (copyBuf.byteLength < n) copyBuf = new Uint8Array(n);
+                w.write(s.name, f.readBytes(s.name, copyBuf.subarray(0, n)));
+              }
             } finally {
               f.close();
             }
           }
           w.write('model.norm.weight', asBytes(read('model.norm.weight')));
           if (o.plan.lmHeadBits === 16) {
-            if (!cfg.tieWordEmbeddings) w.write('lm_head.weight', f16Bytes(read('lm_head.weight')));
+            if (!cfg.tieWordEmbeddings) for (let r0 = 0; r0 < V; r0 += block) w.write('lm_head.weight', f16Block(rowsOf('lm_head.weight', r0)));
           } else {
-            // Rows quantize independently: quantize the head block by block, then write the
-            // packed parts tensor by tensor (qweight, scales, zeros).
+            // Rows quantize independently: quantize the head block by block and write each
+            // block's codes at once (qweight comes first in the file); only the small scales
+            // and zeros wait for the end.
             const src = cfg.tieWordEmbeddings ? emb : 'lm_head.weight';
-            const layout = resolveLayout(cfg.hiddenSize, o.plan.lmHeadGroupSize);
+            const layout = resolveLayout(H, o.plan.lmHeadGroupSize);
+            const n = packedNames('lm_head.weight');
             const parts: PackedLinear[] = [];
             for (let r0 = 0; r0 < V; r0 += block) {
               const x = rowsOf(src, r0);
-              parts.push(await quantizeWeight(x, x.length / cfg.hiddenSize, layout, o.plan.lmHeadBits, o.plan.symmetric, rtn));
+              const p = await quantizeWeight(x, x.length / H, layout, o.plan.lmHeadBits, o.plan.symmetric, rtn);
+              w.write(n.qweight, p.qweight);
+              parts.push({ ...p, qweight: new Uint8Array(0) });
             }
-            const n = packedNames('lm_head.weight');
-            for (const p of parts) w.write(n.qweight, p.qweight);
             for (const p of parts) w.write(n.scales, asBytes(p.scales));
             if (!o.plan.symmetric) for (const p of parts) w.write(n.zeros, p.zeros!);
           }
@@ -299,11 +388,11 @@ export async function quantizeModel(modelDir: string, o: QuantizeModelOptions): 
   }
 }
 
-/** Layer `l`'s output tensors by name: norms from the source layer, packed linears and biases from `q`. */
-function layerTensors(cfg: ModelConfig, specs: readonly TensorSpec[], l: number, dense: LayerWeights, q: LayerWeights): Map<string, Uint8Array> {
+/** Layer `l`'s output tensors by name: norms (the source's), packed linears and biases of `q`. */
+function layerTensors(cfg: ModelConfig, specs: readonly TensorSpec[], l: number, q: LayerWeights): Map<string, Uint8Array> {
   const p = `model.layers.${l}`;
   const t = new Map<string, Uint8Array>();
-  t.set(`${p}.input_layernorm.weight`, asBytes(dense.inputNorm));
+  t.set(`${p}.input_layernorm.weight`, asBytes(q.inputNorm));
   for (const name of LINEAR_NAMES) {
     const wn = linearTensorName(l, name);
     const lin = q.linears[name];
@@ -316,9 +405,9 @@ function layerTensors(cfg: ModelConfig, specs: readonly TensorSpec[], l: number,
     if (specs.some((s) => s.name === bias)) t.set(bias, asBytes(lin.bias!));
   }
   if (cfg.qkNorm) {
-    t.set(`${p}.self_attn.q_norm.weight`, asBytes(dense.qNorm!));
-    t.set(`${p}.self_attn.k_norm.weight`, asBytes(dense.kNorm!));
+    t.set(`${p}.self_attn.q_norm.weight`, asBytes(q.qNorm!));
+    t.set(`${p}.self_attn.k_norm.weight`, asBytes(q.kNorm!));
   }
-  t.set(`${p}.post_attention_layernorm.weight`, asBytes(dense.postAttentionNorm));
+  t.set(`${p}.post_attention_layernorm.weight`, asBytes(q.postAttentionNorm));
   return t;
 }

@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -208,5 +208,84 @@ describe('streaming writer', () => {
     const f = SafetensorsFile.open(p);
     expect([...f.readF32('b')]).toEqual([2]);
     f.close();
+  });
+});
+
+describe('reads into reused memory (readF32Into, readRowsF32 / readBytes with a destination)', () => {
+  // Larger than the 4 MiB read scratch, so every dtype is converted in several chunks.
+  const N16 = 2_500_000, N64 = 600_000;
+  const f16Bits = Uint16Array.from({ length: N16 }, (_, i) => i % 65536); // every f16 pattern: subnormals, ±Inf, NaN
+  const bf16Bits = Uint16Array.from({ length: N16 }, (_, i) => (i * 7919) % 65536);
+  const f64 = Float64Array.from({ length: N64 }, (_, i) => Math.sin(i) * 10 ** ((i % 20) - 10));
+  const f32 = Float32Array.from({ length: 1000 }, (_, i) => i / 7 - 50);
+  const p = join(dir, 'chunks.safetensors');
+  writeSafetensors(p, [
+    { name: 'h', dtype: 'F16', shape: [N16 / 1000, 1000], data: asBytes(f16Bits) },
+    { name: 'b', dtype: 'BF16', shape: [N16], data: asBytes(bf16Bits) },
+    { name: 'd', dtype: 'F64', shape: [N64], data: asBytes(f64) },
+    { name: 'f', dtype: 'F32', shape: [10, 100], data: asBytes(f32) },
+    { name: 'q', dtype: 'U8', shape: [4], data: new Uint8Array(4) },
+  ]);
+  // Independent decoders (the definitions of the formats), not the native converter under test.
+  const halfToF32 = (h: number) => {
+    const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 31, m = h & 1023;
+    if (e === 0) return s * m * 2 ** -24;
+    if (e === 31) return m ? NaN : s * Infinity;
+    return s * (1 + m / 1024) * 2 ** (e - 15);
+  };
+  const dv = new DataView(new ArrayBuffer(4));
+  const bf16ToF32 = (b: number) => (dv.setUint32(0, b << 16), dv.getFloat32(0));
+  const same = (got: Float32Array, want: (i: number) => number) => {
+    for (let i = 0; i < got.length; i++) {
+      const w = Math.fround(want(i));
+      if (!(Object.is(got[i], w) || (Number.isNaN(got[i]) && Number.isNaN(w)))) return `index ${i}: ${got[i]} vs ${w}`;
+    }
+    return 'equal';
+  };
+
+  it('converts every dtype exactly across chunk boundaries, overwriting the whole destination', () => {
+    const f = SafetensorsFile.open(p);
+    const buf = new Float32Array(N16).fill(12345);
+    expect(f.readF32Into('h', buf)).toBe(buf);
+    expect(same(buf, (i) => halfToF32(f16Bits[i]))).toBe('equal');
+    f.readF32Into('b', buf); // the same memory, reused
+    expect(same(buf, (i) => bf16ToF32(bf16Bits[i]))).toBe('equal');
+    const d = f.readF32Into('d', new Float32Array(N64).fill(7));
+    expect(same(d, (i) => f64[i])).toBe('equal');
+    expect(same(f.readF32('h'), (i) => halfToF32(f16Bits[i]))).toBe('equal');
+    f.close();
+  });
+  it('refuses a destination of the wrong length, and dtypes without an f32 conversion', () => {
+    const f = SafetensorsFile.open(p);
+    expect(() => f.readF32Into('f', new Float32Array(999))).toThrow(RangeError);
+    expect(() => f.readF32Into('f', new Float32Array(999))).toThrow(/tensor "f": has 1000 values, the destination array 999/);
+    expect(() => f.readF32Into('q', new Float32Array(4))).toThrow(UnsupportedError);
+    expect(() => f.readRowsF32('f', [1, 2], new Float32Array(201))).toThrow(/2 rows of 100 values, the destination array has 201/);
+    expect(() => f.readBytes('q', new Uint8Array(3))).toThrow(/has 4 bytes, the destination array 3/);
+    f.close();
+  });
+  it('rows and raw bytes land in the given arrays', () => {
+    const f = SafetensorsFile.open(p);
+    const rows = new Float32Array(300).fill(-1);
+    expect(f.readRowsF32('f', [9, 0, 4], rows)).toBe(rows);
+    expect([...rows]).toEqual([...f32.subarray(900, 1000), ...f32.subarray(0, 100), ...f32.subarray(400, 500)]);
+    const hrows = f.readRowsF32('h', [2499], new Float32Array(1000));
+    expect(same(hrows, (i) => halfToF32(f16Bits[2_499_000 + i]))).toBe('equal');
+    const bytes = new Uint8Array(4000);
+    expect(f.readBytes('f', bytes)).toBe(bytes);
+    expect([...new Float32Array(bytes.buffer)]).toEqual([...f32]);
+    f.close();
+  });
+  it('a checkpoint reads a tied-weight alias into the given array', async () => {
+    const { Checkpoint } = await import('../../lib/io/checkpoint.js');
+    const d = join(dir, 'tied');
+    mkdirSync(d);
+    writeSafetensors(join(d, 'model.safetensors'), [{ name: 'lm_head.weight', dtype: 'F32', shape: [10, 100], data: asBytes(f32) }], {
+      'model.embed_tokens.weight': 'lm_head.weight',
+    });
+    const ck = Checkpoint.open(d);
+    const out = new Float32Array(1000);
+    expect([...ck.readF32Into('model.embed_tokens.weight', out)]).toEqual([...f32]);
+    ck.close();
   });
 });
