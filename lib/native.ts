@@ -135,6 +135,11 @@ export interface NativeAddon {
   cudaModelStats(handle: NativeGpuModelHandle): NativeGpuModelStats;
   cudaModelDispose(handle: NativeGpuModelHandle): void;
   cudaLinearApply(linear: object, x: Float32Array, rows: number): Float32Array;
+  // GPU truncated SVD and Gram spectra (native/binding/svd_gpu_binding.cpp; facade lib/cuda/svd.ts). Reject "built without CUDA" in CPU-only builds.
+  cudaSvdUnavailableReason(): string;
+  cudaTruncatedSvd(A: Float32Array, m: number, n: number, k: number, opts?: NativeSvdOptions): Promise<NativeSvdResult>;
+  cudaGramEigenvalues(Z: Float32Array, t: number, d: number, ld?: number): Promise<Float64Array>;
+  cudaSingularValues(A: Float32Array, m: number, n: number, ld?: number): Promise<Float64Array>;
   setThreads(n: number): number;
   getThreads(): number;
   toF32(src: Uint8Array, dtype: NativeDType, dst: Float32Array): void;

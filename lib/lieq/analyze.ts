@@ -20,7 +20,7 @@ import { Checkpoint } from '../io/checkpoint.js';
 import { CONFIG_FILE, type LinearName, type ModelConfig } from '../io/config.js';
 import { randomReader, randomRows } from '../io/random-model.js';
 import { loadTokenizer } from '../io/tokenizer.js';
-import { gramEigenvalues, singularValues } from '../kernels/linalg.js';
+import { gramEigenvaluesOn, resolveLinalgDevice, singularValuesOn, type LinalgDevice } from '../cuda/svd.js';
 import { forward, runLayer } from '../runtime/forward.js';
 import { applyLinear, type RuntimeLinear } from '../runtime/linear.js';
 import { RuntimeModel, tensorSource } from '../runtime/model.js';
@@ -46,6 +46,11 @@ export interface AnalyzeOptions {
   pd?: boolean;
   /** Measure single-layer costs (|allowed| suffix passes per layer measured; --score measured / hybrid). */
   measure?: MeasureRequest;
+  /**
+   * Where the spectra's Gram matrices are computed: 'auto' (default: the GPU when the addon has
+   * CUDA and a device is visible), 'cpu' or 'cuda'. Same values either way (lib/cuda/svd.ts).
+   */
+  device?: LinalgDevice;
   /** Cache folder; null disables caching. Default: LIEQ_CACHE_DIR or ~/.cache/lieq. */
   cacheDir?: string | null;
   onProgress?(p: { stage: string; done: number; total: number }): void;
@@ -115,7 +120,7 @@ function spectrumMetrics(eigs: ArrayLike<number>, d: number, ks: string[]): Spec
 }
 
 /** Spectra of q/k/v projections of the normalised inputs `x` [T, h]. */
-async function projectionSpectra(x: Float32Array, T: number, linears: Record<LinearName, RuntimeLinear>, ks: string[]): Promise<Record<'q' | 'k' | 'v', Spectra>> {
+async function projectionSpectra(x: Float32Array, T: number, linears: Record<LinearName, RuntimeLinear>, ks: string[], device: LinalgDevice): Promise<Record<'q' | 'k' | 'v', Spectra>> {
   const out = {} as Record<'q' | 'k' | 'v', Spectra>;
   for (const { key, linear } of PROJ) {
     const lin = linears[linear];
@@ -123,19 +128,19 @@ async function projectionSpectra(x: Float32Array, T: number, linears: Record<Lin
     const z = new Float32Array(T * d);
     applyLinear(lin, x, T, z);
     normaliseRows(z, T, d);
-    const eigs = await gramEigenvalues(z, T, d);
+    const eigs = await gramEigenvaluesOn(device, z, T, d);
     out[key] = spectrumMetrics(eigs, d, ks);
   }
   return out;
 }
 
 /** Data-free variant: spectra (σ²) of W_q, W_k, W_v. */
-async function weightSpectra(linears: Record<LinearName, RuntimeLinear>, ks: string[]): Promise<Record<'q' | 'k' | 'v', Spectra>> {
+async function weightSpectra(linears: Record<LinearName, RuntimeLinear>, ks: string[], device: LinalgDevice): Promise<Record<'q' | 'k' | 'v', Spectra>> {
   const out = {} as Record<'q' | 'k' | 'v', Spectra>;
   for (const { key, linear } of PROJ) {
     const lin = linears[linear];
     if (lin.kind !== 'dense') throw new UsageError('analyze needs a full-precision model (got packed weights)');
-    const s = await singularValues(lin.weight, lin.outFeatures, lin.inFeatures);
+    const s = await singularValuesOn(device, lin.weight, lin.outFeatures, lin.inFeatures);
     out[key] = spectrumMetrics(Array.from(s, (v) => v * v), Math.min(lin.outFeatures, lin.inFeatures), ks);
   }
   return out;
@@ -203,6 +208,7 @@ async function analyzeGeometry(modelDir: string, o: AnalyzeOptions): Promise<Ana
   const settingsIn = { calib: o.calib ?? 'wikitext2', samples: o.samples ?? 32, seqlen: o.seqlen ?? 512, seed: o.seed ?? 0, topk: o.topk ?? '1%' };
   if (!Number.isSafeInteger(settingsIn.samples) || settingsIn.samples < 1) throw new UsageError(`--samples: expected a positive integer, got ${settingsIn.samples}`);
   if (!Number.isSafeInteger(settingsIn.seqlen) || settingsIn.seqlen < 2) throw new UsageError(`--seqlen: expected an integer ≥ 2, got ${settingsIn.seqlen}`);
+  const device = resolveLinalgDevice(o.device ?? 'auto');
   const trained = RuntimeModel.open(dir, { residency: 'streaming', layersOnly: true });
   const cfg: ModelConfig = trained.config;
   const reference = RuntimeModel.fromSource(tensorSource(cfg, randomReader(cfg, settingsIn.seed), 'random reference'), { residency: 'streaming', layersOnly: true });
@@ -213,6 +219,9 @@ async function analyzeGeometry(modelDir: string, o: AnalyzeOptions): Promise<Ana
     resolveTopK(settings.topk, 8); // validate early
 
     const fingerprint = modelFingerprint(dir);
+    // The device is not part of the key: the GPU forms the same f64 Gram matrices (exact
+    // products of the f32 entries, summed in another order) and the host the same
+    // eigenvalues, so the metrics agree to ~1e-12 and a cache from either device serves both.
     const key = createHash('sha256').update(JSON.stringify({ fingerprint, settings, format: ANALYSIS_FORMAT })).digest('hex').slice(0, 20);
     const cacheDir = o.cacheDir === undefined ? defaultCacheDir() : o.cacheDir;
     const cachePath = cacheDir ? join(cacheDir, `analysis-${key}.json`) : null;
@@ -271,8 +280,8 @@ async function analyzeGeometry(modelDir: string, o: AnalyzeOptions): Promise<Ana
           hooks: xs ? { linearInput: (_l, name, inp) => { if (name === 'q_proj') xs.set(inp.subarray(0, seqlen * h), s * seqlen * h); } } : undefined,
         }),
       );
-      const spectra = xs ? await projectionSpectra(xs, T, model.layer(l).linears, ks) : null;
-      const wspec = capture ? await weightSpectra(model.layer(l).linears, ks) : null;
+      const spectra = xs ? await projectionSpectra(xs, T, model.layer(l).linears, ks, device) : null;
+      const wspec = capture ? await weightSpectra(model.layer(l).linears, ks, device) : null;
       return { next, spectra, wspec };
     };
     // Walk only as far as the last layer still missing (a resumed PD stage walks none).

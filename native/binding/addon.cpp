@@ -15,6 +15,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_cuda(env, exports);
   register_gptq(env, exports);
   register_gguf(env, exports);
+  register_svd_gpu(env, exports);
   return exports;
 }
 

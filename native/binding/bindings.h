@@ -12,5 +12,6 @@ void register_runtime(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);
 void register_gptq(Napi::Env env, Napi::Object exports);
 void register_gguf(Napi::Env env, Napi::Object exports);
+void register_svd_gpu(Napi::Env env, Napi::Object exports);
 
 }  // namespace lieq::napi

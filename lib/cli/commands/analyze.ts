@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 
+import { LINALG_DEVICES } from '../../cuda/svd.js';
 import { analyzeModel } from '../../lieq/analyze.js';
 import { combineScores, type Analysis, SCORE_VERSIONS, parseScoreWeights, scoreNeedsMeasured, scoreNeedsPd, type ScoreVersion, type ScoreWeights } from '../../lieq/analysis.js';
 import { ranksDescending, spearman } from '../../lieq/stats.js';
@@ -26,6 +27,7 @@ interface AnalyzeCli {
   out?: string;
   cache: boolean;
   json?: boolean;
+  device: string;
 }
 
 export function registerAnalyze(program: Command): void {
@@ -48,9 +50,11 @@ export function registerAnalyze(program: Command): void {
     .option('--candidates <n|p%>', 'hybrid: layers the v2 score pre-selects for measuring', '50%')
     .option('-o, --out <file>', 'write the analysis JSON here (atomically)', 'analysis.json')
     .option('--no-cache', 'recompute even if a cached analysis exists')
+    .option('--device <d>', 'auto | cpu | cuda: where the spectra (Gram matrices) are computed; auto = the GPU when the addon has CUDA and a device is visible; same results', 'auto')
     .option('--json', 'print the analysis JSON instead of a table')
     .action(async (model: string, o: AnalyzeCli) => {
       const score = parseChoice(o.score, '--score', SCORE_VERSIONS);
+      const device = parseChoice(o.device, '--device', LINALG_DEVICES);
       const bar = progressBar('analyze', 'steps', !o.json);
       let analysis: Analysis;
       try {
@@ -72,6 +76,7 @@ export function registerAnalyze(program: Command): void {
               }
             : undefined,
           cacheDir: o.cache ? undefined : null,
+          device,
           onProgress: (p) => bar.update(p.done, p.total, p.stage),
         });
       } finally {
