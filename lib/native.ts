@@ -131,15 +131,22 @@ export interface NativeAddon {
   cudaModelCreate(config: NativeGpuModelConfig, cos: Float32Array, sin: Float32Array, embedding: Float32Array, finalNorm: Float32Array): NativeGpuModelHandle;
   cudaModelSetLayer(handle: NativeGpuModelHandle, index: number, layer: object): void;
   cudaModelSetHead(handle: NativeGpuModelHandle, lmHead: object | null): void;
+  cudaModelCopyLayer(handle: NativeGpuModelHandle, from: number, to: number): void;
   cudaModelStep(handle: NativeGpuModelHandle, ids: Int32Array, seqs: Int32Array, pos: Int32Array, logits: Float32Array | null, useGraph: boolean, vocab: number): Promise<void>;
   cudaModelStats(handle: NativeGpuModelHandle): NativeGpuModelStats;
   cudaModelDispose(handle: NativeGpuModelHandle): void;
   cudaLinearApply(linear: object, x: Float32Array, rows: number): Float32Array;
+  // Tensor-core prefill (native/cuda/qgemm_prefill.cuh; facade GpuModel.prefill). tile: 0 auto, 1..4 forced (QgemmTile).
+  cudaModelPrefill(handle: NativeGpuModelHandle, ids: Int32Array, seq: number, pos0: number, logits: Float32Array | null, vocab: number, chunkRows: number): Promise<void>;
+  cudaPrefillLinearApply(linear: object, x: Float32Array, rows: number, tile: number): { y: Float32Array; tile: number };
+  cudaPrefillLinearTime(linear: object, rows: number, iters: number, tile: number): { msMedian: number; msMin: number; tile: number };
   // GPU truncated SVD and Gram spectra (native/binding/svd_gpu_binding.cpp; facade lib/cuda/svd.ts). Reject "built without CUDA" in CPU-only builds.
   cudaSvdUnavailableReason(): string;
   cudaTruncatedSvd(A: Float32Array, m: number, n: number, k: number, opts?: NativeSvdOptions): Promise<NativeSvdResult>;
   cudaGramEigenvalues(Z: Float32Array, t: number, d: number, ld?: number): Promise<Float64Array>;
   cudaSingularValues(A: Float32Array, m: number, n: number, ld?: number): Promise<Float64Array>;
+  /** Read-kernel and device-to-device copy bandwidth of the current GPU, measured now (TB/s). */
+  cudaMeasureBandwidth(bytes: number, reps: number): { readTBps: number; copyTBps: number; bytes: number };
   setThreads(n: number): number;
   getThreads(): number;
   toF32(src: Uint8Array, dtype: NativeDType, dst: Float32Array): void;

@@ -24,11 +24,12 @@ def rd(r):
 
 groups = OrderedDict()
 linear_names = ['qkv', 'o_proj', 'gate_up', 'down']
+gemvs = [i for i, r in enumerate(rows) if 'qgemv' in r['Kernel Name'] or 'dense_gemv' in r['Kernel Name']]
 li = 0
-for r in rows:
+for i, r in enumerate(rows):
     name = r['Kernel Name']
     if 'qgemv' in name or 'dense_gemv' in name:
-        if li >= 4 * 16 or r is rows[-1]:
+        if i == gemvs[-1]:  # the step's last linear is the LM head (any layer count)
             key = 'lm_head GEMV'
         else:
             key = 'linear ' + linear_names[li % 4]

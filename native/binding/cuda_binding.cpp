@@ -11,7 +11,9 @@
 #include <vector>
 
 #include "bindings.h"
+#include "cuda/cuda_info.h"
 #include "cuda/gpu_model.h"
+#include "cuda/prefill_linear.h"
 #include "napi_util.h"
 
 namespace lieq::napi {
@@ -196,6 +198,16 @@ Napi::Value ModelSetHead(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// cudaModelCopyLayer(handle, from, to): layer `to` = a device copy of uploaded layer `from`
+Napi::Value ModelCopyLayer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle* h = handle_arg(info);
+  const int from = static_cast<int>(integer(info, 1, "from", 0, 1 << 20));
+  const int to = static_cast<int>(integer(info, 2, "to", 0, 1 << 20));
+  guarded(env, [&] { gpu_model_copy_layer(h->model.get(), from, to); });
+  return env.Undefined();
+}
+
 // cudaModelStep(handle, ids, seqs, pos, logits | null, useGraph, vocab) -> Promise<void>
 Napi::Value ModelStep(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -235,6 +247,41 @@ Napi::Value ModelStep(const Napi::CallbackInfo& info) {
       nullptr);
 }
 
+// cudaModelPrefill(handle, ids, seq, pos0, logits | null, vocab, chunkRows) -> Promise<void>:
+// one sequence's prompt through the tensor-core prefill; logits [vocab] of its last token.
+Napi::Value ModelPrefill(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Handle* h = handle_arg(info);
+  auto ids = typed<int32_t>(info, 1, "ids");
+  if (ids.length < 1 || ids.length > (size_t{1} << 30)) throw_range(env, "ids: expected at least one token");
+  const int seq = static_cast<int>(integer(info, 2, "seq", 0, 1 << 20));
+  const int pos0 = static_cast<int>(integer(info, 3, "pos0", 0, 1 << 30));
+  float* logits = nullptr;
+  std::vector<Napi::Value> keep = {info[0], info[1]};
+  if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) {
+    auto l = typed<float>(info, 4, "logits");
+    need_length(env, "logits", l.length, static_cast<size_t>(integer(info, 5, "vocab", 1, int64_t{1} << 24)));
+    logits = l.data;
+    keep.push_back(info[4]);
+  }
+  const int chunk = static_cast<int>(integer(info, 6, "chunkRows", kGpuMaxRows + 1, kGpuPrefillMaxRows));
+  bool expected = false;
+  if (!h->busy.compare_exchange_strong(expected, true))
+    throw Napi::Error::New(env, "GPU model: a step is already running (await it first)");
+  const int32_t* pi = ids.data;
+  const int n = static_cast<int>(ids.length);
+  return PromiseWorker::queue(
+      env, keep,
+      [h, n, pi, seq, pos0, logits, chunk] {
+        struct Release {
+          Handle* h;
+          ~Release() { h->busy = false; }
+        } release{h};
+        gpu_model_prefill(h->model.get(), n, pi, seq, pos0, logits, chunk);
+      },
+      nullptr);
+}
+
 // cudaModelStats(handle) -> { deviceName, deviceBytes, weightBytes, fusedQkvLayers, fusedGateUpLayers }
 Napi::Value ModelStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -270,6 +317,51 @@ Napi::Value LinearApply(const Napi::CallbackInfo& info) {
   return y;
 }
 
+// cudaPrefillLinearApply(linear, x, rows, tile) -> { y: Float32Array [rows, outFeatures], tile }:
+// one linear through the prefill GEMM (any rows >= 1; tile 0 = auto, 1..4 forced).
+Napi::Value PrefillLinearApply(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const GpuLinearHost l = linear_arg(env, info[0], "linear");
+  const int rows = static_cast<int>(integer(info, 2, "rows", 1, 1 << 20));
+  const int tile = static_cast<int>(integer(info, 3, "tile", 0, 4));
+  auto x = typed<float>(info, 1, "x");
+  need_length(env, "x", x.length, static_cast<size_t>(rows) * l.in);
+  Napi::Float32Array y = Napi::Float32Array::New(env, static_cast<size_t>(rows) * l.out);
+  const int used = guarded(env, [&] { return gpu_prefill_linear_apply(l, x.data, rows, y.Data(), tile); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("y", y);
+  o.Set("tile", used);
+  return o;
+}
+
+// cudaPrefillLinearTime(linear, rows, iters, tile) -> { msMedian, msMin, tile }
+Napi::Value PrefillLinearTime(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const GpuLinearHost l = linear_arg(env, info[0], "linear");
+  const int rows = static_cast<int>(integer(info, 1, "rows", 1, 1 << 20));
+  const int iters = static_cast<int>(integer(info, 2, "iters", 1, 100000));
+  const int tile = static_cast<int>(integer(info, 3, "tile", 0, 4));
+  const GpuPrefillTiming t = guarded(env, [&] { return gpu_prefill_linear_time(l, rows, iters, tile); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("msMedian", t.ms_median);
+  o.Set("msMin", t.ms_min);
+  o.Set("tile", t.tile);
+  return o;
+}
+
+// cudaMeasureBandwidth(bytes, reps) -> { readTBps, copyTBps, bytes }: the device's memory ceilings now
+Napi::Value MeasureBandwidth(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t bytes = integer(info, 0, "bytes", 1 << 20, int64_t{1} << 36);
+  const int reps = static_cast<int>(integer(info, 1, "reps", 1, 1000));
+  const CudaBandwidth b = guarded(env, [&] { return cuda_measure_bandwidth(static_cast<size_t>(bytes), reps); });
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("readTBps", b.read_tbps);
+  o.Set("copyTBps", b.copy_tbps);
+  o.Set("bytes", static_cast<double>(b.bytes));
+  return o;
+}
+
 }  // namespace
 
 void register_cuda(Napi::Env env, Napi::Object exports) {
@@ -277,10 +369,15 @@ void register_cuda(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaModelCreate", Napi::Function::New(env, ModelCreate));
   exports.Set("cudaModelSetLayer", Napi::Function::New(env, ModelSetLayer));
   exports.Set("cudaModelSetHead", Napi::Function::New(env, ModelSetHead));
+  exports.Set("cudaModelCopyLayer", Napi::Function::New(env, ModelCopyLayer));
   exports.Set("cudaModelStep", Napi::Function::New(env, ModelStep));
   exports.Set("cudaModelStats", Napi::Function::New(env, ModelStats));
   exports.Set("cudaModelDispose", Napi::Function::New(env, ModelDispose));
   exports.Set("cudaLinearApply", Napi::Function::New(env, LinearApply));
+  exports.Set("cudaModelPrefill", Napi::Function::New(env, ModelPrefill));
+  exports.Set("cudaPrefillLinearApply", Napi::Function::New(env, PrefillLinearApply));
+  exports.Set("cudaPrefillLinearTime", Napi::Function::New(env, PrefillLinearTime));
+  exports.Set("cudaMeasureBandwidth", Napi::Function::New(env, MeasureBandwidth));
 }
 
 }  // namespace lieq::napi

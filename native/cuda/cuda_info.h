@@ -28,4 +28,16 @@ struct CudaReport {
 
 CudaReport cuda_report();
 
+// Memory ceilings of the current device, measured now: a read kernel (16-byte non-allocating
+// loads, four in flight per thread: the kernel of bench/cuda/qgemv_harness.cu) and a
+// device-to-device copy, over two `bytes`-sized buffers used alternately (far larger than the L2),
+// median of `reps` timed launches each. For rooflines measured in the same run as a benchmark.
+// Throws std::runtime_error (no device, out of memory, CUDA failure).
+struct CudaBandwidth {
+  double read_tbps = 0;  // bytes read / s / 1e12
+  double copy_tbps = 0;  // (bytes read + bytes written) / s / 1e12
+  size_t bytes = 0;
+};
+CudaBandwidth cuda_measure_bandwidth(size_t bytes, int reps);
+
 }  // namespace lieq

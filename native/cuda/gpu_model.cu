@@ -22,11 +22,14 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "core/convert.h"
 #include "decoder_kernels.cuh"
 #include "gpu_model.h"
+#include "qgemm_prefill.cuh"
+#include "prefill_attention.cuh"
 #include "qgemv.cuh"
 
 namespace lieq {
@@ -55,12 +58,31 @@ T* upload(const T* host, size_t count, size_t* total) {
   return d;
 }
 
+// Rows [0, rows) split into contiguous ranges over the host cores (the load-time conversions
+// and repacks of an 8B model are billions of values).
+template <typename F>
+void parallel_rows(size_t rows, size_t min_rows_per_thread, F&& f) {
+  const size_t hw = std::max<unsigned>(1, std::thread::hardware_concurrency());
+  const size_t threads = std::max<size_t>(1, std::min(hw, rows / std::max<size_t>(min_rows_per_thread, 1)));
+  if (threads == 1) return f(size_t{0}, rows);
+  std::vector<std::thread> pool;
+  const size_t per = (rows + threads - 1) / threads;
+  for (size_t t = 0; t < threads; ++t) {
+    const size_t b = t * per, e = std::min(rows, b + per);
+    if (b < e) pool.emplace_back([&f, b, e] { f(b, e); });
+  }
+  for (auto& th : pool) th.join();
+}
+
 std::vector<__half> to_half(const float* src, size_t rows, size_t cols, size_t stride) {
   std::vector<__half> out(rows * stride);
-  std::vector<uint16_t> bits(rows * stride, 0);
-  for (size_t r = 0; r < rows; ++r)
-    for (size_t c = 0; c < cols; ++c) bits[r * stride + c] = f32_to_f16(src[r * cols + c]);
-  std::memcpy(out.data(), bits.data(), bits.size() * sizeof(uint16_t));
+  uint16_t* bits = reinterpret_cast<uint16_t*>(out.data());
+  parallel_rows(rows, std::max<size_t>(1, (size_t{1} << 20) / std::max<size_t>(cols, 1)), [&](size_t b, size_t e) {
+    for (size_t r = b; r < e; ++r) {
+      for (size_t c = 0; c < cols; ++c) bits[r * stride + c] = f32_to_f16(src[r * cols + c]);
+      for (size_t c = cols; c < stride; ++c) bits[r * stride + c] = 0;
+    }
+  });
   return out;
 }
 
@@ -79,6 +101,9 @@ struct DevLinear {
   size_t weight_bytes = 0;  // read per step
 
   cudaError_t launch(const __half* x, int rows, float* y, cudaStream_t s, bool programmatic) const {
+    if (rows > kGpuMaxRows)  // prefill chunks: the tensor-core GEMM over the same weights, bias fused
+      return packed ? qgemm_prefill_launch(layout, qweight, meta, x, x_stride, rows, y, bias, s)
+                    : dense_gemm_prefill_launch(w, out, x_stride, x, rows, y, bias, s);
     cudaError_t e = packed ? qgemv_launch(layout, qweight, meta, x, rows, y, true, s, 0, programmatic)
                            : launch_dense_gemv(w, out, x_stride, x, rows, y, s, programmatic);
     if (e == cudaSuccess && bias) e = launch_add_bias(y, bias, rows, out, s, programmatic);
@@ -159,15 +184,7 @@ DevLinear upload_linear(const GpuLinearHost& l, size_t* total) {
     if (!err.empty()) throw std::invalid_argument(err);
     std::vector<uint8_t> qw(d.layout.qweight_bytes()), meta(d.layout.meta_bytes());
     // The repack is ~35-140 M codes/s per thread: split the stripes over the cores.
-    const size_t threads = std::max<size_t>(1, std::min<size_t>(std::thread::hardware_concurrency(),
-                                                                 std::max<size_t>(1, d.layout.stripes / 64)));
-    std::vector<std::thread> pool;
-    const size_t per = (d.layout.stripes + threads - 1) / threads;
-    for (size_t t = 0; t < threads; ++t) {
-      const size_t b = t * per, e = std::min(d.layout.stripes, b + per);
-      if (b < e) pool.emplace_back([&, b, e] { qgemv_repack(m, d.layout, qw.data(), meta.data(), b, e); });
-    }
-    for (auto& th : pool) th.join();
+    parallel_rows(d.layout.stripes, 64, [&](size_t b, size_t e) { qgemv_repack(m, d.layout, qw.data(), meta.data(), b, e); });
     d.qweight = upload(qw.data(), qw.size(), total);
     d.meta = upload(meta.data(), meta.size(), total);
     d.x_stride = static_cast<int>(m.in);
@@ -194,6 +211,26 @@ DevLinear upload_stacked(const StackedHost& s, size_t* total) {
   l.packed_w = s.pm;
   l.bias = s.has_bias ? s.bias.data() : nullptr;
   return upload_linear(l, total);
+}
+
+// A device-side copy of an uploaded linear (its own allocations).
+DevLinear copy_linear(const DevLinear& src, size_t* total) {
+  DevLinear d = src;
+  d.qweight = d.meta = nullptr, d.w = nullptr, d.bias = nullptr;
+  auto dup = [&](auto* from, size_t count, auto** to) {
+    if (!from) return;
+    using T = std::remove_pointer_t<decltype(from)>;
+    *to = device_alloc<std::remove_const_t<T>>(count, total);
+    LIEQ_CUDA_CHECK(cudaMemcpy(*to, from, count * sizeof(T), cudaMemcpyDeviceToDevice));
+  };
+  if (src.packed) {
+    dup(src.qweight, src.layout.qweight_bytes(), &d.qweight);
+    dup(src.meta, src.layout.meta_bytes(), &d.meta);
+  } else {
+    dup(src.w, static_cast<size_t>(src.out) * src.x_stride, &d.w);
+  }
+  dup(src.bias, static_cast<size_t>(src.out), &d.bias);
+  return d;
 }
 
 void free_linear(DevLinear& d) {
@@ -241,8 +278,56 @@ class GpuModel {
   int32_t* step_dev = nullptr;   // [3][kGpuMaxRows]: ids, seqs, pos
   int32_t* step_host = nullptr;  // pinned mirror
   cudaGraphExec_t graphs[kGpuMaxRows + 1] = {};
+  int step_stride = kGpuMaxRows;  // entries per field (ids, seqs, pos) of step_dev / step_host
+
+  // Prefill (gpu_model_prefill): the scratch above again, for chunks of up to `rows` rows,
+  // allocated on the first prefill and swapped in around its chunks, so enqueue() serves both.
+  struct PrefillScratch {
+    float *x, *y_qkv, *y_k, *y_v, *q, *y_o, *y_gu, *y_up, *y_down;
+    __half *h, *att, *act;
+    int32_t *step_dev, *step_host;
+    int rows;
+  } prefill{};
+
+  void swap_prefill_scratch() {
+    std::swap(x, prefill.x), std::swap(y_qkv, prefill.y_qkv), std::swap(y_k, prefill.y_k), std::swap(y_v, prefill.y_v);
+    std::swap(q, prefill.q), std::swap(y_o, prefill.y_o), std::swap(y_gu, prefill.y_gu), std::swap(y_up, prefill.y_up);
+    std::swap(y_down, prefill.y_down), std::swap(h, prefill.h), std::swap(att, prefill.att), std::swap(act, prefill.act);
+    std::swap(step_dev, prefill.step_dev), std::swap(step_host, prefill.step_host), std::swap(step_stride, prefill.rows);
+  }
+  void free_prefill_scratch() {
+    PrefillScratch& p = prefill;
+    for (void* d : {static_cast<void*>(p.x), static_cast<void*>(p.y_qkv), static_cast<void*>(p.y_k), static_cast<void*>(p.y_v),
+                    static_cast<void*>(p.q), static_cast<void*>(p.y_o), static_cast<void*>(p.y_gu), static_cast<void*>(p.y_up),
+                    static_cast<void*>(p.y_down), static_cast<void*>(p.h), static_cast<void*>(p.att), static_cast<void*>(p.act),
+                    static_cast<void*>(p.step_dev)})
+      cudaFree(d);
+    if (p.step_host) cudaFreeHost(p.step_host);
+    bytes -= prefill_bytes;
+    prefill = PrefillScratch{}, prefill_bytes = 0;
+  }
+  size_t prefill_bytes = 0;
+  // Sized like the step scratch (gpu_model_create), for `rows` rows.
+  void ensure_prefill_scratch(int rows) {
+    if (prefill.rows >= rows) return;
+    free_prefill_scratch();
+    const size_t before = bytes, R = static_cast<size_t>(rows), qd = q_dim(), kvd = kv_dim(), I = cfg.intermediate;
+    PrefillScratch& p = prefill;
+    p.x = device_alloc<float>(R * cfg.hidden, &bytes), p.y_qkv = device_alloc<float>(R * (qd + 2 * kvd), &bytes);
+    p.y_k = device_alloc<float>(R * kvd, &bytes), p.y_v = device_alloc<float>(R * kvd, &bytes);
+    p.q = device_alloc<float>(R * qd, &bytes), p.y_o = device_alloc<float>(R * cfg.hidden, &bytes);
+    p.y_gu = device_alloc<float>(R * 2 * I, &bytes), p.y_up = device_alloc<float>(R * I, &bytes);
+    p.y_down = device_alloc<float>(R * cfg.hidden, &bytes);
+    p.h = device_alloc<__half>(R * act_stride_cap, &bytes), p.att = device_alloc<__half>(R * act_stride_cap, &bytes);
+    p.act = device_alloc<__half>(R * act_stride_cap, &bytes);
+    p.step_dev = device_alloc<int32_t>(3 * R, &bytes);
+    LIEQ_CUDA_CHECK(cudaMallocHost(&p.step_host, 3 * R * sizeof(int32_t)));
+    p.rows = rows;
+    prefill_bytes = bytes - before;
+  }
 
   ~GpuModel() {
+    free_prefill_scratch();
     for (auto& g : graphs)
       if (g) cudaGraphExecDestroy(g);
     for (auto& l : layers) {
@@ -265,8 +350,10 @@ class GpuModel {
   int kv_dim() const { return cfg.kv_heads * cfg.head_dim; }
 
   // Every kernel of one step, on `stream` (captured into a graph or run directly).
-  void enqueue(int rows) {
-    const StepRows in{step_dev, step_dev + kGpuMaxRows, step_dev + 2 * kGpuMaxRows};
+  // head_from: final norm and LM head for rows [head_from, rows) only (prefill: the last row,
+  // or none for chunks before the last).
+  void enqueue(int rows, int head_from = 0) {
+    const StepRows in{step_dev, step_dev + step_stride, step_dev + 2 * step_stride};
     const int H = cfg.hidden, I = cfg.intermediate, qd = q_dim(), kvd = kv_dim();
     const size_t kv_layer = static_cast<size_t>(cfg.max_seqs) * cfg.kv_heads * cfg.max_context * cfg.head_dim;
     LIEQ_CUDA_CHECK(launch_embed(embedding, H, in, rows, x, stream));
@@ -293,7 +380,10 @@ class GpuModel {
       aa.q = q, aa.k_cache = qa.k_cache, aa.v_cache = qa.v_cache, aa.out = att, aa.out_stride = L.o.x_stride;
       aa.heads = cfg.heads, aa.kv_heads = cfg.kv_heads, aa.head_dim = cfg.head_dim, aa.max_context = cfg.max_context;
       aa.window = cfg.window;
-      LIEQ_CUDA_CHECK(launch_attention(aa, in, rows, stream, pdl));
+      // Prefill chunks (rows > 16, one sequence): tensor-core attention sharing each key tile.
+      LIEQ_CUDA_CHECK(rows > kGpuMaxRows && prefill_attention_supported(cfg.head_dim)
+                          ? launch_prefill_attention(aa, in, rows, stream)
+                          : launch_attention(aa, in, rows, stream, pdl));
       LIEQ_CUDA_CHECK(L.o.launch(att, rows, y_o, stream, pdl));
       // MLP block
       LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, y_o, L.post_norm, rows, H, cfg.eps, h, L.gate_up.x_stride, stream, pdl));
@@ -307,8 +397,10 @@ class GpuModel {
       LIEQ_CUDA_CHECK(L.down.launch(act, rows, y_down, stream, pdl));
       pending = y_down;
     }
-    LIEQ_CUDA_CHECK(launch_add_rmsnorm(x, pending, final_norm, rows, H, cfg.eps, h, head.x_stride, stream, pdl));
-    LIEQ_CUDA_CHECK(head.launch(h, rows, logits, stream, pdl));
+    if (head_from >= rows) return;
+    const size_t skip = static_cast<size_t>(head_from) * H;
+    LIEQ_CUDA_CHECK(launch_add_rmsnorm(x + skip, pending + skip, final_norm, rows - head_from, H, cfg.eps, h, head.x_stride, stream, pdl));
+    LIEQ_CUDA_CHECK(head.launch(h, rows - head_from, logits, stream, pdl));
   }
 };
 
@@ -450,6 +542,32 @@ void gpu_model_set_head(GpuModel* m, const GpuLinearHost& head, bool tied) {
   m->head_set = true;
 }
 
+void gpu_model_copy_layer(GpuModel* m, int from, int to) {
+  const int n = m->cfg.layers;
+  if (from < 0 || from >= n || to < 0 || to >= n || from == to)
+    throw std::invalid_argument("copy layer: indices out of range or equal");
+  const DevLayer& S = m->layers[from];
+  DevLayer& L = m->layers[to];
+  if (!S.set) throw std::invalid_argument("copy layer: layer " + std::to_string(from) + " is not uploaded");
+  if (L.set) throw std::invalid_argument("layer " + std::to_string(to) + " was already uploaded");
+  size_t* t = &m->bytes;
+  const size_t H = m->cfg.hidden, D = m->cfg.head_dim;
+  auto dup = [&](const float* src, size_t count) -> float* {
+    if (!src) return nullptr;
+    float* d = device_alloc<float>(count, t);
+    LIEQ_CUDA_CHECK(cudaMemcpy(d, src, count * sizeof(float), cudaMemcpyDeviceToDevice));
+    return d;
+  };
+  L.input_norm = dup(S.input_norm, H), L.post_norm = dup(S.post_norm, H);
+  L.q_norm = dup(S.q_norm, D), L.k_norm = dup(S.k_norm, D);
+  L.fused_qkv = S.fused_qkv, L.fused_gate_up = S.fused_gate_up;
+  DevLinear DevLayer::*const parts[] = {&DevLayer::qkv, &DevLayer::k, &DevLayer::v, &DevLayer::o,
+                                        &DevLayer::gate_up, &DevLayer::up, &DevLayer::down};
+  for (auto p : parts)
+    if ((S.*p).out > 0) L.*p = copy_linear(S.*p, t);
+  L.set = true;
+}
+
 void gpu_model_step(GpuModel* m, int rows, const int32_t* ids, const int32_t* seqs, const int32_t* pos, float* logits,
                     bool use_graph) {
   const GpuModelConfig& c = m->cfg;
@@ -535,6 +653,48 @@ void gpu_linear_apply(const GpuLinearHost& lin, const float* x, int rows, float*
     throw;
   }
   cudaFree(dx), cudaFree(dy), free_linear(d);
+}
+
+void gpu_model_prefill(GpuModel* m, int n, const int32_t* ids, int seq, int pos0, float* logits, int chunk_rows) {
+  const GpuModelConfig& c = m->cfg;
+  if (n < 1) throw std::invalid_argument("prefill: expected at least one token");
+  if (chunk_rows < kGpuMaxRows + 1 || chunk_rows > kGpuPrefillMaxRows)
+    throw std::invalid_argument("prefill: chunk rows expected " + std::to_string(kGpuMaxRows + 1) + ".." +
+                                std::to_string(kGpuPrefillMaxRows));
+  if (seq < 0 || seq >= c.max_seqs) throw std::invalid_argument("prefill: sequence outside [0, maxSeqs)");
+  if (pos0 < 0 || static_cast<int64_t>(pos0) + n > c.max_context)
+    throw std::invalid_argument("prefill: positions " + std::to_string(pos0) + ".." + std::to_string(int64_t{pos0} + n - 1) +
+                                " outside [0, maxContext)");
+  if (!m->head_set) throw std::invalid_argument("gpu model: lm_head not uploaded");
+  for (int l = 0; l < c.layers; ++l)
+    if (!m->layers[l].set) throw std::invalid_argument("gpu model: layer " + std::to_string(l) + " not uploaded");
+  for (int r = 0; r < n; ++r)
+    if (ids[r] < 0 || ids[r] >= c.vocab) throw std::invalid_argument("ids[" + std::to_string(r) + "] outside the vocabulary");
+  // Every chunk but the last is full; a chunk of <= 16 rows (a short tail, or a short prompt)
+  // runs the step's GEMV kernels instead of the GEMM (DevLinear::launch picks by rows).
+  const int chunk = std::min(n, chunk_rows);
+  m->ensure_prefill_scratch(chunk);
+  m->swap_prefill_scratch();
+  struct SwapBack {
+    GpuModel* m;
+    ~SwapBack() { m->swap_prefill_scratch(); }
+  } swap_back{m};
+  const int stride = m->step_stride;
+  for (int c0 = 0; c0 < n; c0 += chunk) {
+    const int rows = std::min(chunk, n - c0);
+    const bool last = c0 + rows == n;
+    for (int r = 0; r < rows; ++r) {
+      m->step_host[r] = ids[c0 + r];
+      m->step_host[stride + r] = seq;
+      m->step_host[2 * stride + r] = pos0 + c0 + r;
+    }
+    LIEQ_CUDA_CHECK(cudaMemcpyAsync(m->step_dev, m->step_host, 3 * static_cast<size_t>(stride) * sizeof(int32_t),
+                                    cudaMemcpyHostToDevice, m->stream));
+    m->enqueue(rows, last ? rows - 1 : rows);
+    // step_host is rewritten by the next chunk: wait for this chunk's copy (and kernels).
+    LIEQ_CUDA_CHECK(cudaStreamSynchronize(m->stream));
+  }
+  if (logits) LIEQ_CUDA_CHECK(cudaMemcpy(logits, m->logits, static_cast<size_t>(c.vocab) * sizeof(float), cudaMemcpyDeviceToHost));
 }
 
 }  // namespace lieq

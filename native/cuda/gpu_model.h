@@ -19,6 +19,8 @@
 namespace lieq {
 
 constexpr int kGpuMaxRows = 16;  // token rows one step processes (the qgemv batch limit)
+constexpr int kGpuPrefillRows = 2048;     // default prefill chunk (rows through the GEMM at once)
+constexpr int kGpuPrefillMaxRows = 4096;
 
 // One linear as the host holds it (pointers valid during the call that takes it).
 struct GpuLinearHost {
@@ -73,6 +75,10 @@ GpuModelPtr gpu_model_create(const GpuModelConfig& cfg, const float* rope_cos, c
 void gpu_model_set_layer(GpuModel* m, int index, const GpuLayerHost& layer);
 // The LM head; tied_to_embedding: reuse the uploaded embedding (fp16) instead of `head`.
 void gpu_model_set_head(GpuModel* m, const GpuLinearHost& head, bool tied_to_embedding);
+// Layer `to` becomes a device-side copy of layer `from` (already uploaded): same weights in its
+// own memory, so nothing is shared through the L2. For benchmarks of random models whose layers
+// repeat one host layer: a device copy instead of a second repack and upload.
+void gpu_model_copy_layer(GpuModel* m, int from, int to);
 
 // One step over `rows` (1..kGpuMaxRows) token rows: row r is token ids[r] of sequence seqs[r] at
 // position pos[r]. Its key/value are stored at that position, and it attends to positions
@@ -82,6 +88,15 @@ void gpu_model_set_head(GpuModel* m, const GpuLinearHost& head, bool tied_to_emb
 // first call per row count captures it). Blocks until the device is done.
 void gpu_model_step(GpuModel* m, int rows, const int32_t* ids, const int32_t* seqs, const int32_t* pos,
                     float* logits, bool use_graph);
+
+// Prefill of one sequence: tokens ids[0..n) at positions pos0.. of sequence `seq`, in chunks of
+// up to chunk_rows (17..kGpuPrefillMaxRows) rows; linears of chunks > 16 rows run on the
+// tensor-core GEMM (qgemm_prefill.cuh), a chunk's rows attend causally to the cache and to each
+// other, and the keys/values are stored, so decode steps continue after it. logits (host f32
+// [vocab], may be null): the last token's. Scratch for one chunk is allocated on first use.
+// Blocks until the device is done.
+void gpu_model_prefill(GpuModel* m, int n, const int32_t* ids, int seq, int pos0, float* logits,
+                       int chunk_rows = kGpuPrefillRows);
 
 GpuModelStats gpu_model_stats(const GpuModel* m);
 

@@ -20,7 +20,9 @@ std::string gpu_unavailable_reason() { return "addon built without CUDA (nvcc no
 GpuModelPtr gpu_model_create(const GpuModelConfig&, const float*, const float*, const float*, const float*) { no_cuda(); }
 void gpu_model_set_layer(GpuModel*, int, const GpuLayerHost&) { no_cuda(); }
 void gpu_model_set_head(GpuModel*, const GpuLinearHost&, bool) { no_cuda(); }
+void gpu_model_copy_layer(GpuModel*, int, int) { no_cuda(); }
 void gpu_model_step(GpuModel*, int, const int32_t*, const int32_t*, const int32_t*, float*, bool) { no_cuda(); }
+void gpu_model_prefill(GpuModel*, int, const int32_t*, int, int, float*, int) { no_cuda(); }
 GpuModelStats gpu_model_stats(const GpuModel*) { no_cuda(); }
 void gpu_linear_apply(const GpuLinearHost&, const float*, int, float*) { no_cuda(); }
 

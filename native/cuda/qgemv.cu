@@ -649,10 +649,18 @@ void qgemv_decode_host(const QgemvLayout& L, const uint8_t* qweight, const uint8
 int qgemv_auto_warps(const QgemvLayout& L, int batch) {
   // About 16 warps a multiprocessor over the grid (one block per stripe), a power of two
   // (measured on an H100: non-powers of two ran slower, and more warps than ~one resident
-  // wave did not help), at most 16, at most one per tile.
+  // wave did not help), at most 16, at most one per tile. 128 registers a thread leave 16
+  // resident warps a multiprocessor: when at least 2 warps a block fit in one wave, take the
+  // largest power of two that does, so no block waits for a second wave (H100 sweep,
+  // docs/gpu.md: 160 stripes 16 -> 8 warps and 608 stripes 4 -> 2 warps were 4-24% faster;
+  // every other swept shape picks the same count as the rounding rule below).
   (void)batch;
   const double want = 16.0 * current_device_facts().sms / static_cast<double>(std::max<size_t>(L.stripes, 1));
   int nw = 1;
+  if (want >= 2.0) {
+    while (nw < 16 && nw * 2 <= L.chunks && nw * 2 <= want) nw *= 2;
+    return nw;
+  }
   while (nw < 16 && nw * 2 <= L.chunks && std::log2(want) >= std::log2(nw * 2.0) - 0.5) nw *= 2;
   return nw;
 }

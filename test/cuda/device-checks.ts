@@ -4,7 +4,7 @@
  * Prints every check and exits 1 if any failed. Seeds vary per run (printed) so each run draws
  * fresh inputs.
  */
-import { formatResults, linearChecks, shippedModelChecks, tinyVariantChecks } from './gpu-checks.js';
+import { copiedLayerChecks, formatResults, linearChecks, shippedModelChecks, tinyVariantChecks } from './gpu-checks.js';
 import { cudaUnavailableReason } from '../../lib/cuda/gpu-model.js';
 
 const why = cudaUnavailableReason();
@@ -19,6 +19,7 @@ for (const [name, run] of [
   ['linears', async () => linearChecks(seed)],
   ['tiny models', () => tinyVariantChecks(seed)],
   ['shipped models', () => shippedModelChecks(seed)],
+  ['copied layers', () => copiedLayerChecks(seed)],
 ] as const) {
   const t0 = performance.now();
   const res = await run();

@@ -14,10 +14,12 @@
  */
 import type { ModelConfig } from '../../lib/io/config.js';
 import { dequantize, quantizeLinearSync, type QuantizeOptions } from '../../lib/kernels/quant.js';
-import { GpuModel } from '../../lib/cuda/gpu-model.js';
+import { GpuModel, gpuLmHead, type GpuModelOptions } from '../../lib/cuda/gpu-model.js';
 import { native } from '../../lib/native.js';
 import { forward } from '../../lib/runtime/forward.js';
-import { packModel, type RuntimeModel } from '../../lib/runtime/model.js';
+import { applyLinear, type RuntimeLinear } from '../../lib/runtime/linear.js';
+import { packModel, RuntimeModel } from '../../lib/runtime/model.js';
+import { rmsNorm } from '../../lib/runtime/ops.js';
 import { openRuntimeModel } from '../../lib/quant/packed-source.js';
 import { dataPath, SHIPPED_MODELS } from '../../lib/util/data-dir.js';
 import { randomTensors, referenceForward, tinyConfig, tinyModel, type Variant } from '../runtime/reference-forward.js';
@@ -111,10 +113,12 @@ export function linearChecks(seed = 1): CheckResult[] {
  * `prefill` tokens as one prefill (16-row chunks); then per position a batched step of seq 0
  * (token by token), seq 2 and the rest of seq 1. Returns [seq][T * vocab].
  */
-async function gpuLogits(model: RuntimeModel, seqIds: Int32Array[], prefill: number, graphs: boolean): Promise<Float32Array[]> {
+type LoadExtras = Pick<GpuModelOptions, 'lmHead' | 'copyLayerFrom'>;
+
+async function gpuLogits(model: RuntimeModel, seqIds: Int32Array[], prefill: number, graphs: boolean, extras: LoadExtras = {}): Promise<Float32Array[]> {
   const T = seqIds[0].length;
   const V = model.config.vocabSize;
-  const gpu = GpuModel.load(model, { maxSeqs: 3, maxContext: T, graphs });
+  const gpu = GpuModel.load(model, { maxSeqs: 3, maxContext: T, graphs, ...extras });
   try {
     const got = seqIds.map(() => new Float32Array(T * V));
     const pre = await gpu.run(seqIds[1].subarray(0, prefill), new Int32Array(prefill).fill(1), { logits: true });
@@ -140,15 +144,15 @@ function randomSeqs(vocab: number, T: number, seed: number): Int32Array[] {
 }
 
 /** Whole-model logits against `reference(ids)` [T * vocab] for each sequence. */
-async function compareModel(name: string, model: RuntimeModel, reference: (ids: Int32Array) => ArrayLike<number>, tol: number, seed: number): Promise<CheckResult[]> {
+async function compareModel(name: string, model: RuntimeModel, reference: (ids: Int32Array) => ArrayLike<number>, tol: number, seed: number, extras: LoadExtras = {}): Promise<CheckResult[]> {
   const T = 24;
   const seqs = randomSeqs(model.config.vocabSize, T, seed);
   const refs = seqs.map(reference);
   const res: CheckResult[] = [];
-  const withGraphs = await gpuLogits(model, seqs, 19, true);
+  const withGraphs = await gpuLogits(model, seqs, 19, true, extras);
   for (let s = 0; s < 3; s++) res.push(result(`${name}: ${['decode', 'prefill 19 + decode', 'batched decode'][s]}`, relError(withGraphs[s], refs[s]), tol));
   // Graph replay and direct launches run the same kernels on the same data: identical output.
-  const direct = await gpuLogits(model, seqs, 19, false);
+  const direct = await gpuLogits(model, seqs, 19, false, extras);
   let same = true;
   for (let s = 0; s < 3; s++) for (let i = 0; i < direct[s].length; i++) if (!Object.is(direct[s][i], withGraphs[s][i])) same = false;
   res.push(result(`${name}: CUDA graph = direct launches (bitwise)`, same ? 0 : NaN, 0));
@@ -158,13 +162,37 @@ async function compareModel(name: string, model: RuntimeModel, reference: (ids: 
 /** Logits tolerance of a whole fp16 model against f32/f64: activations and weights are rounded to fp16. */
 export const MODEL_TOL = 1e-2;
 
+/**
+ * CPU runtime logits of `model` with `head` as the LM head: the runtime's forward to the last
+ * hidden state, its final RMSNorm, then `head` through the CPU linear (packed: the native
+ * dequant-matmul). The reference of GpuModel.load(..., { lmHead: 'q4' }) with head = gpuLmHead(model, 'q4').
+ */
+function cpuLogitsWithHead(model: RuntimeModel, head: RuntimeLinear): (ids: Int32Array) => Float32Array {
+  const c = model.config;
+  return (ids) => {
+    const { hidden, tokens } = forward(model, ids, { logits: 'none' });
+    const normed = new Float32Array(tokens * c.hiddenSize);
+    rmsNorm(hidden, model.finalNorm, normed, tokens, c.hiddenSize, c.rmsNormEps);
+    const y = new Float32Array(tokens * c.vocabSize);
+    applyLinear(head, normed, tokens, y);
+    return y;
+  };
+}
+
 export async function shippedModelChecks(seed = 2): Promise<CheckResult[]> {
   const res: CheckResult[] = [];
   for (const name of Object.keys(SHIPPED_MODELS) as (keyof typeof SHIPPED_MODELS)[]) {
-    for (const mode of ['fp32', '4-bit g32'] as const) {
+    for (const mode of ['fp32', '4-bit g32', '4-bit g32, q4 lm_head'] as const) {
       const model = openRuntimeModel(dataPath(SHIPPED_MODELS[name]));
       if (mode !== 'fp32') packModel(model, { bits: 4, groupSize: 32 });
-      res.push(...(await compareModel(`${name} ${mode}`, model, (ids) => forward(model, ids).logits!, MODEL_TOL, seed)));
+      if (mode === '4-bit g32, q4 lm_head') {
+        // The same packed head on both sides: the CPU reference runs gpuLmHead's RTN 4-bit head.
+        const head = gpuLmHead(model, 'q4');
+        if (head.kind !== 'packed') throw new Error(`${name}: gpuLmHead(q4) returned a ${head.kind} head`);
+        res.push(...(await compareModel(`${name} ${mode}`, model, cpuLogitsWithHead(model, head), MODEL_TOL, seed, { lmHead: 'q4' })));
+      } else {
+        res.push(...(await compareModel(`${name} ${mode}`, model, (ids) => forward(model, ids).logits!, MODEL_TOL, seed)));
+      }
       model.close();
     }
   }
@@ -194,8 +222,34 @@ export async function tinyVariantChecks(seed = 3): Promise<CheckResult[]> {
     const packedModel = tinyModel(cfg, tensors);
     packModel(packedModel, { bits: variant === 'qwen2' ? 8 : 4, groupSize: 32 });
     res.push(...(await compareModel(`tiny ${variant} packed (vs CPU runtime)`, packedModel, (ids) => forward(packedModel, ids).logits!, MODEL_TOL, seed)));
+    // And with the LM head packed to 4 bits (tied and untied heads; widths 40/48 pad to 64, per-channel).
+    res.push(...(await compareModel(`tiny ${variant} packed + q4 lm_head (vs CPU runtime, same head)`, packedModel, cpuLogitsWithHead(packedModel, gpuLmHead(packedModel, 'q4')), MODEL_TOL, seed, { lmHead: 'q4' })));
   }
   return res;
+}
+
+/**
+ * Layers uploaded once and copied on the device (GpuModelOptions.copyLayerFrom, what the
+ * benchmarks use): a tiny model whose layers all hold layer 0's weights, 4-bit packed, with a q4
+ * LM head, loaded with every layer copied from layer 0 and with every layer uploaded: identical
+ * logits (bitwise), and both match the CPU runtime.
+ */
+export async function copiedLayerChecks(seed = 4): Promise<CheckResult[]> {
+  const cfg = tinyConfig('llama3-gqa', { max_position_embeddings: 64 });
+  const base = tinyModel(cfg, randomTensors(cfg, seed)).source;
+  const model = RuntimeModel.fromSource({ ...base, layer: (index) => ({ ...base.layer(0), index }) });
+  packModel(model, { bits: 4, groupSize: 32 });
+  const head = gpuLmHead(model, 'q4');
+  const seqs = randomSeqs(cfg.vocabSize, 24, seed);
+  const copied = await gpuLogits(model, seqs, 19, true, { lmHead: 'q4', copyLayerFrom: (l) => (l > 0 ? 0 : undefined) });
+  const uploaded = await gpuLogits(model, seqs, 19, true, { lmHead: 'q4' });
+  let same = true;
+  for (let s = 0; s < 3; s++) for (let i = 0; i < copied[s].length; i++) if (!Object.is(copied[s][i], uploaded[s][i])) same = false;
+  const ref = cpuLogitsWithHead(model, head);
+  return [
+    result('tiny llama3-gqa, repeated layer 4-bit + q4 head: device-copied layers = uploaded layers (bitwise)', same ? 0 : NaN, 0),
+    result('tiny llama3-gqa, repeated layer 4-bit + q4 head, copied layers: decode vs CPU runtime', relError(copied[0], ref(seqs[0])), MODEL_TOL),
+  ];
 }
 
 export function formatResults(results: CheckResult[]): string {
