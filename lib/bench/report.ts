@@ -29,6 +29,8 @@ export interface BenchRow {
 }
 
 export function benchRows(r: BenchReport): BenchRow[] {
+  // % BW compares with the memory the weights stream from: host RAM on CPU, the GPU's DRAM with CUDA.
+  const ceiling = r.device === 'cpu' ? r.bandwidth.usedGBs : (r.deviceBandwidth?.usedGBs ?? null);
   return r.results.flatMap((t: TargetResult) =>
     t.batches.map((b: BatchResult) => ({
       model: t.model,
@@ -42,7 +44,7 @@ export function benchRows(r: BenchReport): BenchRow[] {
       msPerStep: b.decode?.msPerStep.mean ?? null,
       weightBytesPerToken: b.decode?.weightBytesPerToken ?? null,
       effectiveGBs: b.decode?.effectiveGBs.mean ?? null,
-      bandwidthPercent: b.decode && r.device === 'cpu' ? (100 * b.decode.effectiveGBs.mean) / r.bandwidth.usedGBs : null,
+      bandwidthPercent: b.decode && ceiling ? (100 * b.decode.effectiveGBs.mean) / ceiling : null,
       peakRssBytes: t.peakRssBytes,
       deviceBytes: b.memory.deviceBytes ?? null,
     })),
@@ -83,7 +85,10 @@ export function settingsLine(r: BenchReport): string {
   return (
     `${r.device === 'cpu' ? r.machine.cpu : r.results[0]?.deviceName ?? r.device}, ${r.threads} threads; prompt ${s.prompt}, gen ${s.gen}, ` +
     `${s.repeat} repeats (mean ± stddev), warm-up excluded; host read bandwidth ${r.bandwidth.usedGBs.toFixed(2)} GB/s ` +
-    `(start ${r.bandwidth.startGBs.toFixed(2)}, end ${r.bandwidth.endGBs.toFixed(2)})`
+    `(start ${r.bandwidth.startGBs.toFixed(2)}, end ${r.bandwidth.endGBs.toFixed(2)})` +
+    (r.deviceBandwidth
+      ? `; GPU read bandwidth ${r.deviceBandwidth.usedGBs.toFixed(0)} GB/s (start ${r.deviceBandwidth.startGBs.toFixed(0)}, end ${r.deviceBandwidth.endGBs.toFixed(0)})`
+      : '')
   );
 }
 
@@ -96,7 +101,7 @@ export function renderBenchMarkdown(r: BenchReport): string {
     settingsLine(r) + '.',
     '',
     'pp: prompt tokens/s (B prompts, one forward each); tg: generated tokens/s (B sequences per step, decoded at context prompt..prompt+gen); ' +
-      'MB/token: weight bytes read per generated token (bytes per step / B); GB/s: weight bytes per step × steps / decode time; % BW: of the host read bandwidth.',
+      'MB/token: weight bytes read per generated token (bytes per step / B); GB/s: weight bytes per step × steps / decode time; % BW: of the measured read bandwidth (the GPU\'s with --device cuda).',
     '',
     `| ${head.join(' | ')} |`,
     `|${head.map((_, i) => (i < 2 ? '---' : '--:')).join('|')}|`,

@@ -74,6 +74,8 @@ export interface BenchReport {
   settings: Omit<BenchSettings, 'cacheDir' | 'device' | 'threads'> & { isolated: boolean; warmup: string };
   /** Host read bandwidth (native multi-threaded sum-reduce, best of 5 over 256 MiB), GB/s. */
   bandwidth: { startGBs: number; endGBs: number; usedGBs: number };
+  /** With --device cuda: the GPU's read-kernel bandwidth over 1 GiB (cudaMeasureBandwidth), GB/s, the ceiling of "% BW". */
+  deviceBandwidth?: { startGBs: number; endGBs: number; usedGBs: number };
   results: TargetResult[];
 }
 
@@ -186,6 +188,12 @@ function benchInChild(job: WorkerJob, onStage: (stage: string) => void): Promise
 }
 
 const BANDWIDTH_BYTES = 256 * 2 ** 20;
+/** Larger than the H100/H200's 50 MB L2 many times over, so the GPU figure is DRAM's. */
+const DEVICE_BANDWIDTH_BYTES = 2 ** 30;
+
+function deviceReadGBs(device: BenchDevice): number | null {
+  return device === 'cuda' ? native().cudaMeasureBandwidth(DEVICE_BANDWIDTH_BYTES, 10).readTBps * 1000 : null;
+}
 
 export async function runBench(
   targets: BenchTarget[],
@@ -200,6 +208,7 @@ export async function runBench(
   for (const t of targets) specConfig(t.model); // bad specs fail before any measurement
   native().setThreads(s.threads);
   const start = measureReadBandwidth(BANDWIDTH_BYTES, 5).bestGBs;
+  const deviceStart = deviceReadGBs(s.device);
   const results: TargetResult[] = [];
   for (let i = 0; i < targets.length; i++) {
     const t = targets[i];
@@ -208,6 +217,7 @@ export async function runBench(
     results.push(isolate ? await benchInChild({ target: t, settings: s }, onStage) : await benchTarget(t, s, onStage));
   }
   const end = measureReadBandwidth(BANDWIDTH_BYTES, 5).bestGBs;
+  const deviceEnd = deviceReadGBs(s.device);
   const { cacheDir: _c, device: _d, threads: _t, ...settings } = s;
   return {
     format: BENCH_FORMAT,
@@ -223,6 +233,9 @@ export async function runBench(
     threads: s.threads,
     settings: { ...settings, isolated: isolate, warmup: `one run per batch (prefill + ${Math.min(s.gen, WARMUP_DECODE_STEPS)} decode steps), not counted` },
     bandwidth: { startGBs: start, endGBs: end, usedGBs: Math.max(start, end) },
+    ...(deviceStart !== null && deviceEnd !== null
+      ? { deviceBandwidth: { startGBs: deviceStart, endGBs: deviceEnd, usedGBs: Math.max(deviceStart, deviceEnd) } }
+      : {}),
     results,
   };
 }

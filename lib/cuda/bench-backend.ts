@@ -1,13 +1,14 @@
 /**
  * The CUDA BenchBackend (lib/bench/backend.ts) over a GpuModel: decode is one native step of
- * `batch` rows (one per sequence), replayed from a CUDA graph; prefill runs the prompt through
- * the same step in chunks of 16 token rows (sequence after sequence; the GEMV kernels take up to
- * 16 rows, so prefill reads the weights once per 16 tokens — no tensor-core prefill yet).
+ * `batch` rows (one per sequence), replayed from a CUDA graph; prefill runs each sequence's
+ * prompt through the tensor-core prefill (GpuModel.prefill: linears as GEMMs over chunks of up
+ * to GPU_PREFILL_ROWS tokens), sequence after sequence; prompts of at most 16 tokens, which the
+ * GEMV step takes in one launch, go through the step.
  */
 import type { BenchBackend } from '../bench/backend.js';
 import type { RuntimeModel } from '../runtime/model.js';
 import { UsageError } from '../util/errors.js';
-import { GpuModel } from './gpu-model.js';
+import { GPU_MAX_ROWS, GPU_PREFILL_ROWS, GpuModel } from './gpu-model.js';
 
 export interface CudaBenchLimits {
   maxBatch: number;
@@ -41,6 +42,11 @@ export async function createCudaBenchBackend(model: RuntimeModel, opts: CudaBenc
       checkBatch(batch);
       if (!Number.isSafeInteger(promptLength) || promptLength < 1 || ids.length !== batch * promptLength)
         throw new UsageError(`ids: expected batch × promptLength = ${batch} × ${promptLength} token ids, got ${ids.length}`);
+      if (promptLength > GPU_MAX_ROWS) {
+        const chunkRows = Math.min(promptLength, GPU_PREFILL_ROWS);
+        for (let b = 0; b < batch; b++) await gpu.prefill(ids.subarray(b * promptLength, (b + 1) * promptLength), b, { chunkRows });
+        return;
+      }
       const seqs = new Int32Array(ids.length);
       for (let b = 0; b < batch; b++) seqs.fill(b, b * promptLength, (b + 1) * promptLength);
       await gpu.run(ids, seqs);
