@@ -12,7 +12,9 @@
  *
  * Run on the GPU machine by scripts/device-run.sh bench (bundled to $DEVICE_DIR/bench.mjs).
  * argv[2]: JSON path (default ./cuda-decode.json). Env: QUICK=1 (2 layers, short run),
- * BENCH_MODELS=comma list of shapes / shipped names (default all).
+ * BENCH_MODELS=comma list of shapes / shipped names (default all), BENCH_VARIANTS=`|`-separated
+ * variant names of random-models.ts (default all), BENCH_BATCHES=comma list (default 1,4,16),
+ * BENCH_TC=0 (skip the tensor-core prefill).
  */
 import { writeFileSync } from 'node:fs';
 
@@ -27,7 +29,9 @@ const WARM = 4;
 /** Prompt of the tensor-core prefill measurement (GpuModel.prefill, one sequence). */
 const TC_PROMPT = quick ? 256 : 1024;
 const DECODE_STEPS = quick ? 16 : 64;
-const BATCHES = [1, 4, 16];
+const BATCHES = (process.env.BENCH_BATCHES ?? '1,4,16').split(',').map(Number);
+const WANT_VARIANTS = process.env.BENCH_VARIANTS?.split('|').map((s) => s.trim());
+const TENSOR_CORE_PREFILL = process.env.BENCH_TC !== '0';
 const SHAPES = ['llama-3.2-1b', 'llama-3.2-3b', 'qwen3-4b', 'qwen3-8b'];
 const MODELS = (process.env.BENCH_MODELS ?? [...SHAPES, ...Object.keys(SHIPPED_MODELS)].join(',')).split(',').map((s) => s.trim()).filter(Boolean);
 
@@ -141,6 +145,7 @@ async function main(): Promise<void> {
     const fam = family(name);
     console.log(`== ${name} (${fam.kind}, ${fam.cfg.numLayers} layers): host weights in ${((performance.now() - tf) / 1000).toFixed(1)} s`);
     for (const v of VARIANTS) {
+      if (WANT_VARIANTS && !WANT_VARIANTS.includes(v.name)) continue;
       const tl = performance.now();
       const bm = fam.build(v);
       const maxContext = Math.min(fam.cfg.maxPositionEmbeddings, Math.max(PROMPT + WARM + DECODE_STEPS + 16, TC_PROMPT));
@@ -154,8 +159,10 @@ async function main(): Promise<void> {
       try {
         for (const b of BATCHES) rows.push(await measure(fam, v, gpu, b, true, bw.readTBps));
         if (name === SHAPES[0] && (v.layers === 'fp16' || (v.layers === 4 && v.head === 'fp16'))) rows.push(await measure(fam, v, gpu, 1, false, bw.readTBps));
-        prefills.push({ model: name, variant: v.name, ...(await tensorCorePrefill(gpu, Math.min(TC_PROMPT, maxContext), fam.cfg.vocabSize)) });
-        console.log(`  tensor-core prefill (${prefills.at(-1)!.tokens} tokens): ${prefills.at(-1)!.error ?? `${prefills.at(-1)!.tokensPerSecond.toFixed(0)} tok/s`}`);
+        if (TENSOR_CORE_PREFILL) {
+          prefills.push({ model: name, variant: v.name, ...(await tensorCorePrefill(gpu, Math.min(TC_PROMPT, maxContext), fam.cfg.vocabSize)) });
+          console.log(`  tensor-core prefill (${prefills.at(-1)!.tokens} tokens): ${prefills.at(-1)!.error ?? `${prefills.at(-1)!.tokensPerSecond.toFixed(0)} tok/s`}`);
+        }
       } finally {
         gpu.dispose();
         bm.model.close();

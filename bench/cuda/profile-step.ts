@@ -29,9 +29,9 @@ const st = gpu.stats();
 const layers = shape.cfg.numLayers;
 // embed + per layer (norm, qkv, qkv_post, attention, o, norm, gate/up, silu_mul, down) + norm + head;
 // a decode step of one row fuses qkv_post into attention (launch_qkv_post_attention): one fewer a
-// layer. (An addon from before that fusion launches `kernels` in decode steps too.)
+// layer. PROFILE_UNFUSED=1: an addon from before that fusion (`kernels` in decode steps too).
 const kernels = 1 + layers * 9 + 2 + (layers - st.fusedQkvLayers) * 2 + (layers - st.fusedGateUpLayers);
-const decodeKernels = kernels - layers;
+const decodeKernels = process.env.PROFILE_UNFUSED === '1' ? kernels : kernels - layers;
 console.log(`${shape.name} ${variant.name}: ${(st.weightBytes / 1e9).toFixed(3)} GB/step; ${kernels} kernels a step (no biases); ` +
   `ncu --launch-skip ${(PROMPT / 16) * kernels + WARM * decodeKernels} --launch-count ${decodeKernels}`);
 const prompt = Int32Array.from({ length: PROMPT }, (_, i) => (i * 7919) % shape.cfg.vocabSize);

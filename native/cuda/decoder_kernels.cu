@@ -84,9 +84,18 @@ __global__ void add_rmsnorm_kernel(float* x, const float* add, const float* w, i
 constexpr int kNormVecs = 4;  // float4s a thread holds: dim <= 4 * kNormVecs * blockDim
 __global__ void __launch_bounds__(1024) add_rmsnorm_vec_kernel(float* x, const float* add, const float* w, int dim,
                                                                float eps, __half* out, int out_stride) {
+  const int r = blockIdx.x, n4 = dim / 4;
+  // The norm weights are constant: load them before waiting for the previous kernel, so the
+  // second pass does not start with a round trip to memory.
+  const float4* w4 = reinterpret_cast<const float4*>(w);
+  float4 g[kNormVecs];
+#pragma unroll
+  for (int k = 0; k < kNormVecs; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    g[k] = i < n4 ? __ldg(w4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+  }
   chain_to_previous_kernel();
   __shared__ float red[33];
-  const int r = blockIdx.x, n4 = dim / 4;
   float4* xr = reinterpret_cast<float4*>(x + static_cast<size_t>(r) * dim);
   const float4* ar = add ? reinterpret_cast<const float4*>(add + static_cast<size_t>(r) * dim) : nullptr;
   float4 v[kNormVecs];
@@ -108,14 +117,12 @@ __global__ void __launch_bounds__(1024) add_rmsnorm_vec_kernel(float* x, const f
   ss = block_reduce<false>(ss, red);
   const float inv = 1.f / sqrtf(ss / static_cast<float>(dim) + eps);
   __half* o = out + static_cast<size_t>(r) * out_stride;
-  const float4* w4 = reinterpret_cast<const float4*>(w);
 #pragma unroll
   for (int k = 0; k < kNormVecs; ++k) {
     const int i = threadIdx.x + k * blockDim.x;
     if (i < n4) {
-      const float4 g = w4[i];
-      const __half2 lo = __floats2half2_rn(g.x * (v[k].x * inv), g.y * (v[k].y * inv));
-      const __half2 hi = __floats2half2_rn(g.z * (v[k].z * inv), g.w * (v[k].w * inv));
+      const __half2 lo = __floats2half2_rn(g[k].x * (v[k].x * inv), g[k].y * (v[k].y * inv));
+      const __half2 hi = __floats2half2_rn(g[k].z * (v[k].z * inv), g[k].w * (v[k].w * inv));
       uint2 packed;
       packed.x = *reinterpret_cast<const uint32_t*>(&lo);
       packed.y = *reinterpret_cast<const uint32_t*>(&hi);
@@ -189,11 +196,13 @@ __device__ __forceinline__ void fma8(const float* q, const uint4 k, float& acc) 
   }
 }
 
+// Softmax-weighted sum of V over keys 0..n-1 (n >= 1) of K/V for the scaled q in qs: on return
+// (after a barrier) partial[g * hd + d], g < *groups, hold the unnormalized sums of the key
+// groups, *m the max score and *sum = Σ exp(score - m).
 template <bool VEC8>
-__device__ __forceinline__ void attention_body(const AttentionArgs& a, int r, int h, int pos, const __half* K,
-                                               const __half* V, int n, float* qs, float* partial, float* scores,
-                                               float* red) {
-  const int hd = a.head_dim;
+__device__ __forceinline__ void attend_keys(int hd, const __half* K, const __half* V, int n, const float* qs,
+                                            float* partial, float* scores, float* red, float* m_out, float* sum_out,
+                                            int* groups_out) {
   float m = -INFINITY;
   for (int j = threadIdx.x; j < n; j += blockDim.x) {
     const __half* kr = K + static_cast<size_t>(j) * hd;
@@ -249,16 +258,19 @@ __device__ __forceinline__ void attention_body(const AttentionArgs& a, int r, in
     for (int e = 0; e < E; ++e) partial[g * hd + E * p + e] = acc[e];
   }
   __syncthreads();
+  *m_out = m, *sum_out = sum, *groups_out = groups;
+}
+
+// Zeros of row r's attention output past heads*head_dim (the o_proj's padded input width).
+__device__ __forceinline__ void zero_attention_padding(const AttentionArgs& a, int r) {
   __half* out = a.out + static_cast<size_t>(r) * a.out_stride;
-  const float inv = 1.f / sum;
-  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-    float acc = 0.f;
-    for (int gi = 0; gi < groups; ++gi) acc += partial[gi * hd + d];
-    out[static_cast<size_t>(h) * hd + d] = __float2half_rn(acc * inv);
-  }
-  if (h == 0)
-    for (int d = a.heads * hd + threadIdx.x; d < a.out_stride; d += blockDim.x) out[d] = __float2half_rn(0.f);
-  (void)pos;
+  for (int d = a.heads * a.head_dim + threadIdx.x; d < a.out_stride; d += blockDim.x) out[d] = __float2half_rn(0.f);
+}
+
+// Row r's first key position (sliding window) and key count.
+__device__ __forceinline__ void attention_range(const AttentionArgs& a, int pos, int* lo, int* n) {
+  *lo = (a.window > 0 && pos + 1 > a.window) ? pos + 1 - a.window : 0;
+  *n = pos - *lo + 1;
 }
 
 __global__ void __launch_bounds__(kAttentionThreads) attention_kernel(const AttentionArgs a, StepRows in) {
@@ -268,8 +280,8 @@ __global__ void __launch_bounds__(kAttentionThreads) attention_kernel(const Atte
   const int r = blockIdx.x, h = blockIdx.y, hd = a.head_dim;
   const int seq = in.seqs[r], pos = in.pos[r];
   const int kh = h / (a.heads / a.kv_heads);
-  const int lo = (a.window > 0 && pos + 1 > a.window) ? pos + 1 - a.window : 0;
-  const int n = pos - lo + 1;
+  int lo, n;
+  attention_range(a, pos, &lo, &n);
   float* qs = smem;
   float* partial = smem + hd;
   float* scores = partial + kAttentionPartial;
@@ -280,10 +292,195 @@ __global__ void __launch_bounds__(kAttentionThreads) attention_kernel(const Atte
   const size_t base = (static_cast<size_t>(seq) * a.kv_heads + kh) * a.max_context * hd;
   const __half* K = a.k_cache + base + static_cast<size_t>(lo) * hd;
   const __half* V = a.v_cache + base + static_cast<size_t>(lo) * hd;
+  float m, sum;
+  int groups;
   if (hd % 8 == 0)
-    attention_body<true>(a, r, h, pos, K, V, n, qs, partial, scores, red);
+    attend_keys<true>(hd, K, V, n, qs, partial, scores, red, &m, &sum, &groups);
   else
-    attention_body<false>(a, r, h, pos, K, V, n, qs, partial, scores, red);
+    attend_keys<false>(hd, K, V, n, qs, partial, scores, red, &m, &sum, &groups);
+  __half* out = a.out + static_cast<size_t>(r) * a.out_stride;
+  const float inv = 1.f / sum;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float acc = 0.f;
+    for (int gi = 0; gi < groups; ++gi) acc += partial[gi * hd + d];
+    out[static_cast<size_t>(h) * hd + d] = __float2half_rn(acc * inv);
+  }
+  if (h == 0) zero_attention_padding(a, r);
+}
+
+// Flash-decoding: block (row, head, split s) takes keys [s*per, (s+1)*per) of the row's n keys,
+// per = max(kAttentionSplitMinKeys, ceil(n / gridDim.z)) (boundaries fixed by n and the grid),
+// and writes its max, exp-sum and unnormalized V sum to the workspace; the last of the row's
+// active splits to finish (a per-(row, head) counter, reset by that block) combines the splits
+// in split order, so the result does not depend on which block finished last. One active split
+// (short contexts) writes the output directly.
+//
+// FUSED (decode steps of one row): the kernel also does qkv_post's work, so the step saves a
+// launch: each block normalizes and rotates its q head from the qkv linear's output itself, and
+// the blocks of the last split (which holds the row's own new position) compute the new key and
+// value, attend to them from shared memory (merged into the split's softmax) and, one block per
+// kv head, store them in the caches. No other block reads that position, and with one row no
+// other row of the step does.
+constexpr int kAttentionSplitMinKeys = 16;
+
+// Rotate-half RoPE (after the optional per-head RMSNorm) of one head's src[0..head_dim) at `pos`,
+// as qkv_post_kernel does: thread i < head_dim/2 returns the pair (i, i + head_dim/2) in *lo, *hi.
+// Every thread of the block must call it (the norm is a block reduction).
+__device__ __forceinline__ void norm_rope(const QkvPostArgs& p, const float* src, const float* norm, int pos,
+                                          float* red, float* lo, float* hi) {
+  const int i = threadIdx.x, half = p.head_dim / 2;
+  float l = 0.f, h = 0.f;
+  if (i < half) l = src[i], h = src[i + half];
+  if (norm) {
+    const float ss = block_reduce<false>(l * l + h * h, red);
+    const float inv = 1.f / sqrtf(ss / static_cast<float>(p.head_dim) + p.eps);
+    if (i < half) l = norm[i] * (l * inv), h = norm[i + half] * (h * inv);
+  }
+  if (i < half) {
+    const float c = p.cos[static_cast<size_t>(pos) * half + i], s = p.sin[static_cast<size_t>(pos) * half + i];
+    *lo = l * c - h * s, *hi = h * c + l * s;
+  }
+}
+
+template <bool FUSED>
+__global__ void __launch_bounds__(kAttentionThreads) attention_split_kernel(const AttentionArgs a, const QkvPostArgs p,
+                                                                            StepRows in) {
+  // q [head_dim] | partial [kAttentionPartial] | scores [max_context] | new k [head_dim] | new v [head_dim]
+  extern __shared__ float smem[];
+  __shared__ float red[33];
+  __shared__ float new_score, inv_total;
+  __shared__ float split_weight[kAttentionMaxSplits];
+  __shared__ bool is_last;
+  // The step rows were copied in before the step's first kernel, so the split's key range is
+  // known before waiting for the previous kernel: prefetch its K and V rows into L2 meanwhile
+  // (L2 is coherent, so a row the previous kernel is still writing is not read stale).
+  const int r = blockIdx.x, h = blockIdx.y, split = blockIdx.z, splits = gridDim.z, hd = a.head_dim;
+  const int seq = in.seqs[r], pos = in.pos[r];
+  const int group = a.heads / a.kv_heads, kh = h / group;
+  int lo, n;
+  attention_range(a, pos, &lo, &n);
+  const int per = max(kAttentionSplitMinKeys, (n + splits - 1) / splits);
+  const int active = (n + per - 1) / per;
+  const int k0 = split * per, nk = min(per, n - k0);
+  const size_t base = (static_cast<size_t>(seq) * a.kv_heads + kh) * a.max_context * hd;
+  if (split < active) {
+    const char* kb = reinterpret_cast<const char*>(a.k_cache + base + static_cast<size_t>(lo + k0) * hd);
+    const char* vb = reinterpret_cast<const char*>(a.v_cache + base + static_cast<size_t>(lo + k0) * hd);
+    const int bytes = nk * hd * static_cast<int>(sizeof(__half));
+    for (int off = threadIdx.x * 128; off < bytes; off += blockDim.x * 128) {
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(kb + off));
+      asm volatile("prefetch.global.L2 [%0];" ::"l"(vb + off));
+    }
+  }
+  chain_to_previous_kernel();
+  if (h == 0 && split == 0) zero_attention_padding(a, r);
+  if (split >= active) return;  // no keys here (and no part in the counter)
+  float* qs = smem;
+  float* partial = smem + hd;
+  float* scores = partial + kAttentionPartial;
+  float* knew = scores + a.max_context;
+  float* vnew = knew + hd;
+  const float scale = 1.f / sqrtf(static_cast<float>(hd));
+  // FUSED: the last split's last key is the new one, taken from shared memory, not the cache.
+  const bool new_key = FUSED && split == active - 1;
+  if constexpr (FUSED) {
+    const int half = hd / 2, i = threadIdx.x;
+    float rlo = 0.f, rhi = 0.f;
+    norm_rope(p, p.q + static_cast<size_t>(r) * p.ldq + static_cast<size_t>(h) * hd, p.q_norm, pos, red, &rlo, &rhi);
+    if (i < half) qs[i] = rlo * scale, qs[i + half] = rhi * scale;
+    if (new_key) {
+      norm_rope(p, p.k + static_cast<size_t>(r) * p.ldk + static_cast<size_t>(kh) * hd, p.k_norm, pos, red, &rlo, &rhi);
+      const bool store = h % group == 0;  // one block per kv head writes the caches
+      const size_t row = base + static_cast<size_t>(pos) * hd;
+      if (i < half) {
+        const __half klo = __float2half_rn(rlo), khi = __float2half_rn(rhi);
+        knew[i] = __half2float(klo), knew[i + half] = __half2float(khi);
+        if (store) p.k_cache[row + i] = klo, p.k_cache[row + i + half] = khi;
+      }
+      const float* v = p.v + static_cast<size_t>(r) * p.ldv + static_cast<size_t>(kh) * hd;
+      for (int d = i; d < hd; d += blockDim.x) {
+        const __half vh = __float2half_rn(v[d]);
+        vnew[d] = __half2float(vh);
+        if (store) p.v_cache[row + d] = vh;
+      }
+    }
+  } else {
+    const float* q = a.q + (static_cast<size_t>(r) * a.heads + h) * hd;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[d] * scale;
+  }
+  __syncthreads();
+  const __half* K = a.k_cache + base + static_cast<size_t>(lo + k0) * hd;
+  const __half* V = a.v_cache + base + static_cast<size_t>(lo + k0) * hd;
+  const int from_cache = new_key ? nk - 1 : nk;  // may be 0: the merge below then supplies every key
+  float m, sum;
+  int groups;
+  if (hd % 8 == 0)
+    attend_keys<true>(hd, K, V, from_cache, qs, partial, scores, red, &m, &sum, &groups);
+  else
+    attend_keys<false>(hd, K, V, from_cache, qs, partial, scores, red, &m, &sum, &groups);
+  float keep = 1.f, take = 0.f;  // FUSED: weights of the cached keys' sums and of the new key
+  if (new_key) {
+    if (threadIdx.x < 32) {
+      float dot = 0.f;
+      for (int d = threadIdx.x; d < hd; d += 32) dot = fmaf(qs[d], knew[d], dot);
+      dot = warp_sum(dot);
+      if (threadIdx.x == 0) new_score = dot;
+    }
+    __syncthreads();
+    const float m2 = fmaxf(m, new_score);
+    keep = __expf(m - m2);  // 0 when no cached key (m = -inf)
+    take = __expf(new_score - m2);
+    sum = sum * keep + take;
+    m = m2;
+  }
+  // This split's unnormalized V sum for dim d.
+  auto split_acc = [&](int d) {
+    float acc = 0.f;
+    for (int gi = 0; gi < groups; ++gi) acc += partial[gi * hd + d];
+    return new_key ? acc * keep + vnew[d] * take : acc;
+  };
+  __half* out = a.out + static_cast<size_t>(r) * a.out_stride + static_cast<size_t>(h) * hd;
+  if (active == 1) {
+    const float inv = 1.f / sum;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) out[d] = __float2half_rn(split_acc(d) * inv);
+    return;
+  }
+  // Workspace of (row, head): kAttentionMaxSplits records of [m, sum, acc[hd]].
+  const int rec = hd + 2;
+  float* ws = a.split_ws + (static_cast<size_t>(r) * a.heads + h) * kAttentionMaxSplits * rec;
+  float* mine = ws + static_cast<size_t>(split) * rec;
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) mine[2 + d] = split_acc(d);
+  if (threadIdx.x == 0) mine[0] = m, mine[1] = sum;
+  __threadfence();  // this block's record is visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned* counter = a.split_counters + static_cast<size_t>(r) * a.heads + h;
+    is_last = atomicAdd(counter, 1u) == static_cast<unsigned>(active - 1);
+    if (is_last) *counter = 0;  // every active split has arrived: ready for the next launch
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  // Combine: lane s of warp 0 reads split s's max and sum (one round of loads, warp reductions
+  // in a fixed tree), then every dim sums the splits in split order with independent loads.
+  if (threadIdx.x < 32) {
+    const int s = threadIdx.x;
+    const float ms = s < active ? __ldcg(ws + static_cast<size_t>(s) * rec) : -INFINITY;
+    const float ls = s < active ? __ldcg(ws + static_cast<size_t>(s) * rec + 1) : 0.f;
+    const float M = warp_max(ms);
+    const float w = s < active ? __expf(ms - M) : 0.f;
+    const float L = warp_sum(ls * w);
+    if (s < kAttentionMaxSplits) split_weight[s] = w;
+    if (s == 0) inv_total = 1.f / L;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float acc = 0.f;
+#pragma unroll
+    for (int s = 0; s < kAttentionMaxSplits; ++s)
+      if (s < active) acc = fmaf(__ldcg(ws + static_cast<size_t>(s) * rec + 2 + d), split_weight[s], acc);
+    out[d] = __float2half_rn(acc * inv_total);
+  }
 }
 
 __global__ void silu_mul_kernel(const float* gate, int ldg, const float* up, int ldu, int n, __half* out,
@@ -398,19 +595,64 @@ cudaError_t launch_qkv_post(const QkvPostArgs& a, StepRows in, int rows, cudaStr
 }
 
 size_t attention_smem_bytes(int max_context, int head_dim) {
-  return (static_cast<size_t>(head_dim) + kAttentionPartial + static_cast<size_t>(max_context)) * sizeof(float);
+  return (3 * static_cast<size_t>(head_dim) + kAttentionPartial + static_cast<size_t>(max_context)) * sizeof(float);
+}
+
+size_t attention_split_workspace_floats(int heads, int head_dim) {
+  return static_cast<size_t>(kAttentionSplitMaxRows) * heads * kAttentionMaxSplits * (head_dim + 2);
 }
 
 cudaError_t attention_prepare(int max_context, int head_dim) {
   const size_t bytes = attention_smem_bytes(max_context, head_dim);
   if (bytes <= 48 * 1024) return cudaSuccess;
-  return cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+  const int b = static_cast<int>(bytes);
+  cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, b);
+  if (e == cudaSuccess) e = cudaFuncSetAttribute(attention_split_kernel<false>, cudaFuncAttributeMaxDynamicSharedMemorySize, b);
+  if (e == cudaSuccess) e = cudaFuncSetAttribute(attention_split_kernel<true>, cudaFuncAttributeMaxDynamicSharedMemorySize, b);
+  return e;
 }
+
+namespace {
+int device_sms() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 1;
+  }
+  return sms;
+}
+
+// Splits so that rows x heads x splits is about two blocks per multiprocessor (fewer keys per
+// block shorten each block's serial chain; the kernel leaves splits without keys idle); 1 when
+// the workspace is absent or too small for `rows`.
+int attention_splits(const AttentionArgs& a, int rows) {
+  if (!a.split_ws || !a.split_counters || rows > kAttentionSplitMaxRows) return 1;
+  static const int sms = device_sms();
+  return std::clamp(2 * sms / (rows * a.heads), 1, kAttentionMaxSplits);
+}
+}  // namespace
 
 cudaError_t launch_attention(const AttentionArgs& a, StepRows in, int rows, cudaStream_t s, bool pdl) {
   // The V pass needs head_dim/8 (or /2) <= kAttentionThreads: head_dim <= 256 (checked at create).
-  return launch(attention_kernel, dim3(rows, a.heads), kAttentionThreads,
-                attention_smem_bytes(a.max_context, a.head_dim), s, pdl, a, in);
+  const size_t smem = attention_smem_bytes(a.max_context, a.head_dim);
+  const int splits = attention_splits(a, rows);
+  if (splits > 1)
+    return launch(attention_split_kernel<false>, dim3(rows, a.heads, splits), kAttentionThreads, smem, s, pdl, a,
+                  QkvPostArgs{}, in);
+  return launch(attention_kernel, dim3(rows, a.heads), kAttentionThreads, smem, s, pdl, a, in);
+}
+
+bool attention_fuses_qkv_post(const AttentionArgs& a, int rows) {
+  return rows == 1 && a.split_ws && a.split_counters;
+}
+
+cudaError_t launch_qkv_post_attention(const QkvPostArgs& p, const AttentionArgs& a, StepRows in, int rows,
+                                      cudaStream_t s, bool pdl) {
+  if (!attention_fuses_qkv_post(a, rows) || p.heads != a.heads || p.kv_heads != a.kv_heads ||
+      p.head_dim != a.head_dim || p.max_context != a.max_context || p.k_cache != a.k_cache || p.v_cache != a.v_cache)
+    return cudaErrorInvalidValue;
+  return launch(attention_split_kernel<true>, dim3(rows, a.heads, attention_splits(a, rows)), kAttentionThreads,
+                attention_smem_bytes(a.max_context, a.head_dim), s, pdl, a, p, in);
 }
 
 cudaError_t launch_silu_mul(const float* gate, int ldg, const float* up, int ldu, int rows, int n, __half* out,

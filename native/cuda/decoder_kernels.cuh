@@ -59,9 +59,27 @@ struct AttentionArgs {
   __half* out;
   int out_stride;
   int heads, kv_heads, head_dim, max_context, window;
+  // Optional (decode steps of <= kAttentionSplitMaxRows rows): a workspace of
+  // attention_split_workspace_floats(heads, head_dim) floats and kAttentionSplitMaxRows * heads
+  // counters, zeroed once at allocation (each launch leaves them zero). With them,
+  // launch_attention splits each row's keys over several blocks (flash-decoding) so the grid
+  // fills the GPU at batch 1; results do not depend on launch timing (fixed split boundaries,
+  // fixed combine order). Null: one block per (row, head).
+  float* split_ws = nullptr;
+  unsigned* split_counters = nullptr;
 };
+constexpr int kAttentionSplitMaxRows = 16;
+constexpr int kAttentionMaxSplits = 16;
+size_t attention_split_workspace_floats(int heads, int head_dim);
 cudaError_t launch_attention(const AttentionArgs& a, StepRows in, int rows, cudaStream_t s,
     bool pdl = false);
+// Decode steps of one row (with the split workspace): one launch does launch_qkv_post's and
+// launch_attention's work (the kernel normalizes and rotates q and the new key itself and
+// stores the new key and value). launch_qkv_post_attention requires attention_fuses_qkv_post
+// and p's caches and sizes equal to a's (else cudaErrorInvalidValue); p.q_out is not written.
+bool attention_fuses_qkv_post(const AttentionArgs& a, int rows);
+cudaError_t launch_qkv_post_attention(const QkvPostArgs& p, const AttentionArgs& a, StepRows in, int rows,
+                                      cudaStream_t s, bool pdl = false);
 // Dynamic shared memory the attention kernel needs for `max_context` (and the opt-in it sets).
 size_t attention_smem_bytes(int max_context, int head_dim);
 cudaError_t attention_prepare(int max_context, int head_dim);

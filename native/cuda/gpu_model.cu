@@ -270,6 +270,9 @@ class GpuModel {
   bool head_tied = false, head_set = false;
   std::vector<DevLayer> layers;
   __half *k_cache = nullptr, *v_cache = nullptr;
+  // Split attention of decode steps (launch_attention): partial results and self-resetting counters.
+  float* attention_ws = nullptr;
+  unsigned* attention_counters = nullptr;
   // scratch, kGpuMaxRows rows each
   float *x = nullptr, *y_qkv = nullptr, *y_k = nullptr, *y_v = nullptr, *q = nullptr, *y_o = nullptr;
   float *y_gu = nullptr, *y_up = nullptr, *y_down = nullptr, *logits = nullptr;
@@ -342,6 +345,7 @@ class GpuModel {
                     static_cast<void*>(y_down), static_cast<void*>(logits), static_cast<void*>(h),
                     static_cast<void*>(att), static_cast<void*>(act), static_cast<void*>(step_dev)})
       cudaFree(p);
+    cudaFree(attention_ws), cudaFree(attention_counters);
     if (step_host) cudaFreeHost(step_host);
     if (stream) cudaStreamDestroy(stream);
   }
@@ -375,13 +379,17 @@ class GpuModel {
       qa.q_norm = L.q_norm, qa.k_norm = L.k_norm, qa.eps = cfg.eps, qa.cos = cos, qa.sin = sin, qa.q_out = q;
       qa.k_cache = k_cache + li * kv_layer, qa.v_cache = v_cache + li * kv_layer;
       qa.heads = cfg.heads, qa.kv_heads = cfg.kv_heads, qa.head_dim = cfg.head_dim, qa.max_context = cfg.max_context;
-      LIEQ_CUDA_CHECK(launch_qkv_post(qa, in, rows, stream, pdl));
       AttentionArgs aa{};
       aa.q = q, aa.k_cache = qa.k_cache, aa.v_cache = qa.v_cache, aa.out = att, aa.out_stride = L.o.x_stride;
       aa.heads = cfg.heads, aa.kv_heads = cfg.kv_heads, aa.head_dim = cfg.head_dim, aa.max_context = cfg.max_context;
       aa.window = cfg.window;
+      if (rows <= kGpuMaxRows) aa.split_ws = attention_ws, aa.split_counters = attention_counters;
+      // Decode of one row: the attention kernel does qkv_post's work too (one launch, not two).
+      const bool fused_post = attention_fuses_qkv_post(aa, rows);
+      if (!fused_post) LIEQ_CUDA_CHECK(launch_qkv_post(qa, in, rows, stream, pdl));
       // Prefill chunks (rows > 16, one sequence): tensor-core attention sharing each key tile.
-      LIEQ_CUDA_CHECK(rows > kGpuMaxRows && prefill_attention_supported(cfg.head_dim)
+      LIEQ_CUDA_CHECK(fused_post ? launch_qkv_post_attention(qa, aa, in, rows, stream, pdl)
+                      : rows > kGpuMaxRows && prefill_attention_supported(cfg.head_dim)
                           ? launch_prefill_attention(aa, in, rows, stream)
                           : launch_attention(aa, in, rows, stream, pdl));
       LIEQ_CUDA_CHECK(L.o.launch(att, rows, y_o, stream, pdl));
@@ -469,6 +477,10 @@ GpuModelPtr gpu_model_create(const GpuModelConfig& c, const float* rope_cos, con
   m->act_stride_cap = widest;
   m->step_dev = device_alloc<int32_t>(3 * R, t);
   LIEQ_CUDA_CHECK(cudaMallocHost(&m->step_host, 3 * R * sizeof(int32_t)));
+  static_assert(kGpuMaxRows <= kAttentionSplitMaxRows, "split attention workspace holds a step's rows");
+  m->attention_ws = device_alloc<float>(attention_split_workspace_floats(c.heads, c.head_dim), t);
+  m->attention_counters = device_alloc<unsigned>(static_cast<size_t>(kAttentionSplitMaxRows) * c.heads, t);
+  LIEQ_CUDA_CHECK(cudaMemset(m->attention_counters, 0, static_cast<size_t>(kAttentionSplitMaxRows) * c.heads * sizeof(unsigned)));
   return m;
 }
 

@@ -10,7 +10,10 @@
  *  - whole models: GPU logits of token-by-token decode, chunked prefill and batched decode
  *    (rows of several sequences in one step), with and without CUDA graphs, against the CPU
  *    runtime (shipped models, dense and 4-bit) or the float64 reference forward (random tiny
- *    models covering GQA, llama3 rope scaling, Qwen3 q/k-norm, Qwen2 biases, sliding window).
+ *    models covering GQA, llama3 rope scaling, Qwen3 q/k-norm, Qwen2 biases, sliding window);
+ *    each model also decoded alone, one row a step (the single-row path, where attention does
+ *    the q/k-norm, RoPE and KV store itself); tiny models at 300 positions, where decode
+ *    attention splits every row's keys over up to 16 blocks and combines them.
  */
 import type { ModelConfig } from '../../lib/io/config.js';
 import { dequantize, quantizeLinearSync, type QuantizeOptions } from '../../lib/kernels/quant.js';
@@ -138,14 +141,29 @@ async function gpuLogits(model: RuntimeModel, seqIds: Int32Array[], prefill: num
   }
 }
 
+/**
+ * Logits of one sequence decoded one token per step (steps of a single row: the path where the
+ * attention kernel also does the q/k-norm, RoPE and KV store, launch_qkv_post_attention).
+ */
+async function gpuSingleRowLogits(model: RuntimeModel, ids: Int32Array, graphs: boolean, extras: LoadExtras = {}): Promise<Float32Array> {
+  const V = model.config.vocabSize;
+  const gpu = GpuModel.load(model, { maxSeqs: 1, maxContext: ids.length, graphs, ...extras });
+  try {
+    const got = new Float32Array(ids.length * V);
+    for (let t = 0; t < ids.length; t++) got.set((await gpu.run(ids.subarray(t, t + 1), Int32Array.of(0), { logits: true }))!, t * V);
+    return got;
+  } finally {
+    gpu.dispose();
+  }
+}
+
 function randomSeqs(vocab: number, T: number, seed: number): Int32Array[] {
   const r = rng(seed);
   return [0, 1, 2].map(() => Int32Array.from({ length: T }, () => Math.floor(r() * vocab)));
 }
 
 /** Whole-model logits against `reference(ids)` [T * vocab] for each sequence. */
-async function compareModel(name: string, model: RuntimeModel, reference: (ids: Int32Array) => ArrayLike<number>, tol: number, seed: number, extras: LoadExtras = {}): Promise<CheckResult[]> {
-  const T = 24;
+async function compareModel(name: string, model: RuntimeModel, reference: (ids: Int32Array) => ArrayLike<number>, tol: number, seed: number, extras: LoadExtras = {}, T = 24): Promise<CheckResult[]> {
   const seqs = randomSeqs(model.config.vocabSize, T, seed);
   const refs = seqs.map(reference);
   const res: CheckResult[] = [];
@@ -156,6 +174,11 @@ async function compareModel(name: string, model: RuntimeModel, reference: (ids: 
   let same = true;
   for (let s = 0; s < 3; s++) for (let i = 0; i < direct[s].length; i++) if (!Object.is(direct[s][i], withGraphs[s][i])) same = false;
   res.push(result(`${name}: CUDA graph = direct launches (bitwise)`, same ? 0 : NaN, 0));
+  const single = await gpuSingleRowLogits(model, seqs[0], true, extras);
+  const singleDirect = await gpuSingleRowLogits(model, seqs[0], false, extras);
+  res.push(result(`${name}: single-row decode`, relError(single, refs[0]), tol));
+  const singleSame = single.every((v, i) => Object.is(v, singleDirect[i]));
+  res.push(result(`${name}: single-row decode, CUDA graph = direct launches (bitwise)`, singleSame ? 0 : NaN, 0));
   return res;
 }
 
@@ -224,6 +247,35 @@ export async function tinyVariantChecks(seed = 3): Promise<CheckResult[]> {
     res.push(...(await compareModel(`tiny ${variant} packed (vs CPU runtime)`, packedModel, (ids) => forward(packedModel, ids).logits!, MODEL_TOL, seed)));
     // And with the LM head packed to 4 bits (tied and untied heads; widths 40/48 pad to 64, per-channel).
     res.push(...(await compareModel(`tiny ${variant} packed + q4 lm_head (vs CPU runtime, same head)`, packedModel, cpuLogitsWithHead(packedModel, gpuLmHead(packedModel, 'q4')), MODEL_TOL, seed, { lmHead: 'q4' })));
+  }
+  res.push(...(await longContextChecks(seed)));
+  return res;
+}
+
+/**
+ * Long contexts, where decode attention splits each row's keys over several blocks and combines
+ * them (up to 16 parts of >= 16 keys at 300 positions): GQA with Qwen3 q/k-norm (head_dim 16),
+ * a sliding window of 100 (the split covers the window only), and head_dim 6 (the kernel's
+ * 2-wide path), against the float64 reference; graph replays = direct launches bitwise.
+ */
+export async function longContextChecks(seed = 5): Promise<CheckResult[]> {
+  const T = 300;
+  const res: CheckResult[] = [];
+  const cases: [string, ModelConfig][] = [
+    ['qwen3 GQA', tinyConfig('qwen3', { max_position_embeddings: 512 })],
+    ['mistral window 100', tinyConfig('mistral-window', { sliding_window: 100, max_position_embeddings: 512 })],
+    ['llama head_dim 6', tinyConfig('llama', { hidden_size: 48, num_attention_heads: 8, num_key_value_heads: 2, max_position_embeddings: 512 })],
+  ];
+  for (const [name, cfg] of cases) {
+    const tensors = randomTensors(cfg, seed);
+    const model = tinyModel(cfg, tensors);
+    const ref = (ids: Int32Array) => {
+      const rows = referenceForward(cfg, tensors, ids).logits;
+      const flat = new Float64Array(rows.length * cfg.vocabSize);
+      rows.forEach((row, t) => flat.set(row, t * cfg.vocabSize));
+      return flat;
+    };
+    res.push(...(await compareModel(`tiny ${name}, ${T} positions (vs float64 reference)`, model, ref, MODEL_TOL, seed, {}, T)));
   }
   return res;
 }
