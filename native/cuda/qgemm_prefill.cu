@@ -18,6 +18,7 @@
 // registers: the qgemv decode (extract_step below: one LOP3 per register gives 1024 + code*2^L,
 // one fp16 FMA gives code - zero exactly), then one fp16 multiply by the group's scale.
 #include "qgemm_prefill.cuh"
+#include "qgemv_decode.cuh"
 
 #include <algorithm>
 #include <cmath>
@@ -32,86 +33,8 @@ namespace {
 constexpr int kChunk = 128;  // K columns per stage (one qgemv tile)
 constexpr int kDenseBits = 16;  // template tag: dense fp16 weights
 
-// ---- the qgemv decode (mirrors qgemv.cu's extract_step / bias_const; layout in qgemv.cuh) ----
-
-__host__ __device__ constexpr uint32_t f16_int_bits(int n) {
-  if (n == 0) return 0;
-  const uint32_t sign = n < 0 ? 0x8000u : 0u;
-  const int m = n < 0 ? -n : n;
-  int e = 0;
-  while ((2 << e) <= m) ++e;
-  return sign | static_cast<uint32_t>((e + 15) << 10) | static_cast<uint32_t>((m - (1 << e)) << (10 - e));
-}
-__host__ __device__ constexpr uint32_t f16x2_int(int n) { return f16_int_bits(n) * 0x00010001u; }
-__host__ __device__ constexpr uint32_t f16x2_pow2_neg(int L) { return static_cast<uint32_t>((15 - L) << 10) * 0x00010001u; }
-
-template <typename F, int... I>
-__device__ __forceinline__ void static_for_impl(F&& f, std::integer_sequence<int, I...>) {
-  (f(std::integral_constant<int, I>{}), ...);
-}
-template <int N, typename F>
-__device__ __forceinline__ void static_for(F&& f) {
-  static_for_impl(f, std::make_integer_sequence<int, N>{});
-}
-
-template <int BITS>
-__host__ __device__ constexpr int decode_level(int i) {
-  return BITS == 8 ? 0 : BITS == 4 ? 4 * (i & 1) : 2 * i;
-}
-template <int BITS>
-__host__ __device__ constexpr int field_word(int s, int i) {
-  return BITS == 8 ? 2 * s + (i >> 1) : BITS == 4 ? s : s >> 1;
-}
-template <int BITS>
-__host__ __device__ constexpr int field_shift(int s, int i) {
-  return BITS == 4 ? (i >= 2 ? 8 : 0) : (s & 1) * 8;
-}
-template <int BITS>
-__host__ __device__ constexpr uint32_t field_mask(int i) {
-  return BITS == 4 ? 0x000F000Fu << (4 * (i & 1)) : 0x00030003u << (2 * i);
-}
-__host__ __device__ constexpr int high_word(int s) { return 4 + (s >> 2); }
-__host__ __device__ constexpr int high_shift(int s) { return (s & 3) == 0 ? -2 : (s & 3) == 1 ? -1 : (s & 3) == 2 ? 6 : 7; }
-__host__ __device__ constexpr uint32_t high_mask(int i) { return 0x00040004u << (2 * i); }
-template <int BITS>
-__host__ __device__ constexpr int bias_const(int i) {
-  return 1024 - (1024 >> decode_level<BITS>(i));
-}
-constexpr uint32_t kMagic = 0x64006400u;
-
-template <uint32_t MASK>
-__device__ __forceinline__ uint32_t and_or(uint32_t a, uint32_t c) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(MASK), "r"(c));
-  return d;
-}
-template <uint32_t MASK, uint32_t OR>
-__device__ __forceinline__ uint32_t and_or_imm(uint32_t a) {
-  uint32_t d;
-  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(MASK), "n"(OR));
-  return d;
-}
-
-// The four A registers of mma step S as fp16 pairs 1024 + code * 2^L.
-template <int BITS, int S>
-__device__ __forceinline__ void extract_step(const uint32_t* w, uint32_t (&t)[4]) {
-  static_for<4>([&](auto ic) {
-    constexpr int I = decltype(ic)::value;
-    if constexpr (BITS == 8) {
-      t[I] = __byte_perm(w[field_word<8>(S, I)], 0x64u, (I & 1) ? 0x4341u : 0x4240u);
-    } else {
-      constexpr int sh = field_shift<BITS>(S, I);
-      const uint32_t v = w[field_word<BITS>(S, I)] >> sh;
-      uint32_t x = and_or_imm<field_mask<BITS>(I), kMagic>(v);
-      if constexpr (BITS == 3) {
-        constexpr int hs = high_shift(S);
-        const uint32_t hw = w[high_word(S)];
-        x = and_or<high_mask(I)>(hs < 0 ? hw << (-hs & 31) : hw >> (hs & 31), x);
-      }
-      t[I] = x;
-    }
-  });
-}
+// The qgemv decode (qgemv_decode.cuh: the same code the GEMV kernels run; layout in qgemv.cuh).
+using namespace qgemv_decode;
 
 __device__ __forceinline__ uint32_t fma_f16x2(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;
