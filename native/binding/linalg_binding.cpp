@@ -15,32 +15,15 @@
 #include "../core/svd.h"
 #include "../core/svd_eigen.h"
 #include "bindings.h"
+#include "linalg_args.h"
 #include "napi_util.h"
 
 namespace lieq::napi {
 namespace {
 
-constexpr int64_t kMaxDim = 1 << 30;
-
 bool boolean(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (i >= info.Length() || !info[i].IsBoolean()) throw_type(info.Env(), std::string(what) + ": expected a boolean");
   return info[i].As<Napi::Boolean>().Value();
-}
-
-int dim(const Napi::CallbackInfo& info, size_t i, const char* what, int64_t lo = 0) {
-  return static_cast<int>(integer(info, i, what, lo, kMaxDim));
-}
-
-// Elements a row-major [rows, ld] matrix with `cols` used columns spans.
-size_t span(int rows, int cols, int ld) {
-  return rows == 0 || cols == 0 ? 0 : static_cast<size_t>(rows - 1) * static_cast<size_t>(ld) + static_cast<size_t>(cols);
-}
-
-void need_matrix(Napi::Env env, const char* what, size_t have, int rows, int cols, int ld, const char* ld_name) {
-  if (ld < cols)
-    throw_range(env, std::string(ld_name) + ": " + std::to_string(ld) + " is less than the row length " +
-                         std::to_string(cols));
-  need_length(env, what, have, span(rows, cols, ld));
 }
 
 // ---- gemm -----------------------------------------------------------------------------------
@@ -160,20 +143,6 @@ Napi::Float32Array to_f32(Napi::Env env, const std::vector<float>& v) {
   return out;
 }
 
-uint64_t seed_arg(Napi::Env env, Napi::Value v) {
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    const uint64_t s = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) throw_range(env, "seed: a BigInt seed must fit in 64 unsigned bits");
-    return s;
-  }
-  if (!v.IsNumber()) throw_type(env, "seed: expected a non-negative integer or a BigInt");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= 0) || d > 9007199254740991.0 || d != static_cast<double>(static_cast<uint64_t>(d)))
-    throw_range(env, "seed: expected an integer in [0, 2^53), got " + std::to_string(d));
-  return static_cast<uint64_t>(d);
-}
-
 struct SvdJob {
   int m = 0, n = 0, k = 0, lda = 0;
   const float* A = nullptr;
@@ -203,42 +172,13 @@ struct SvdJob {
   }
 };
 
-// (A, m, n, k, options?: {oversample, powerIters, seed, vectors, method, lda})
+// (A, m, n, k, options?): svd_args in linalg_args.h.
 std::shared_ptr<SvdJob> svd_job(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   auto job = std::make_shared<SvdJob>();
-  auto a = typed<float>(info, 0, "A");
-  job->m = dim(info, 1, "m", 1);
-  job->n = dim(info, 2, "n", 1);
-  job->k = dim(info, 3, "k", 1);
-  job->lda = job->n;
-  if (job->k > std::min(job->m, job->n))
-    throw_range(env, "k: " + std::to_string(job->k) + " is more than min(m, n) = " +
-                         std::to_string(std::min(job->m, job->n)));
-  if (info.Length() > 4 && !info[4].IsUndefined()) {
-    if (!info[4].IsObject()) throw_type(env, "options: expected an object");
-    auto o = info[4].As<Napi::Object>();
-    auto int_opt = [&](const char* key, int64_t lo, int64_t hi, int& dst) {
-      Napi::Value v = o.Get(key);
-      if (v.IsUndefined()) return;
-      dst = static_cast<int>(checked_integer(env, v, key, lo, hi));
-    };
-    int_opt("oversample", 0, kMaxDim, job->opt.oversample);
-    int_opt("powerIters", 0, 64, job->opt.power_iters);
-    int_opt("lda", job->n, kMaxDim, job->lda);
-    int method = static_cast<int>(job->opt.method);
-    int_opt("method", 0, 2, method);
-    job->opt.method = static_cast<SvdMethod>(method);
-    Napi::Value seed = o.Get("seed");
-    if (!seed.IsUndefined()) job->opt.seed = seed_arg(env, seed);
-    Napi::Value vectors = o.Get("vectors");
-    if (!vectors.IsUndefined()) {
-      if (!vectors.IsBoolean()) throw_type(env, "vectors: expected a boolean");
-      job->opt.vectors = vectors.As<Napi::Boolean>().Value();
-    }
-  }
-  need_matrix(env, "A", a.length, job->m, job->n, job->lda, "lda");
-  job->A = a.data;
+  const SvdArgs a = svd_args(info);
+  job->A = a.A;
+  job->m = a.m, job->n = a.n, job->k = a.k, job->lda = a.lda;
+  job->opt = a.opt;
   return job;
 }
 

@@ -13,37 +13,17 @@
 
 #include "../cuda/svd_gpu.h"
 #include "bindings.h"
+#include "linalg_args.h"
 #include "napi_util.h"
 
 namespace lieq::napi {
 namespace {
-
-constexpr int64_t kMaxDim = 1 << 30;
-
-int dim(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  return static_cast<int>(integer(info, i, what, 1, kMaxDim));
-}
-
-void need_matrix(Napi::Env env, const char* what, size_t have, int rows, int cols, int ld) {
-  if (ld < cols) throw_range(env, "ld: " + std::to_string(ld) + " is less than the row length " + std::to_string(cols));
-  need_length(env, what, have, static_cast<size_t>(rows - 1) * static_cast<size_t>(ld) + static_cast<size_t>(cols));
-}
 
 template <typename T>
 Napi::TypedArrayOf<T> copy_out(Napi::Env env, const std::vector<T>& v) {
   auto out = Napi::TypedArrayOf<T>::New(env, v.size());
   if (!v.empty()) std::memcpy(out.Data(), v.data(), v.size() * sizeof(T));
   return out;
-}
-
-uint64_t seed_arg(Napi::Env env, Napi::Value v) {
-  if (v.IsBigInt()) {
-    bool lossless = false;
-    const uint64_t s = v.As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) throw_range(env, "seed: a BigInt seed must fit in 64 unsigned bits");
-    return s;
-  }
-  return static_cast<uint64_t>(checked_integer(env, v, "seed", 0, 9007199254740991LL));
 }
 
 struct SvdJob {
@@ -76,40 +56,15 @@ struct SvdJob {
   }
 };
 
-// cudaTruncatedSvd(A, m, n, k, options?: {oversample, powerIters, seed, vectors, method, lda})
+// cudaTruncatedSvd(A, m, n, k, options?: {oversample, powerIters, seed, vectors, method, lda}):
+// the CPU svd's arguments (svd_args in linalg_args.h).
 Napi::Value TruncatedSvd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   auto job = std::make_shared<SvdJob>();
-  auto a = typed<float>(info, 0, "A");
-  job->m = dim(info, 1, "m");
-  job->n = dim(info, 2, "n");
-  job->k = dim(info, 3, "k");
-  job->lda = job->n;
-  if (job->k > std::min(job->m, job->n))
-    throw_range(env, "k: " + std::to_string(job->k) + " is more than min(m, n) = " + std::to_string(std::min(job->m, job->n)));
-  if (info.Length() > 4 && !info[4].IsUndefined()) {
-    if (!info[4].IsObject()) throw_type(env, "options: expected an object");
-    auto o = info[4].As<Napi::Object>();
-    auto int_opt = [&](const char* key, int64_t lo, int64_t hi, int& dst) {
-      Napi::Value v = o.Get(key);
-      if (!v.IsUndefined()) dst = static_cast<int>(checked_integer(env, v, key, lo, hi));
-    };
-    int_opt("oversample", 0, kMaxDim, job->opt.oversample);
-    int_opt("powerIters", 0, 64, job->opt.power_iters);
-    int_opt("lda", job->n, kMaxDim, job->lda);
-    int method = static_cast<int>(job->opt.method);
-    int_opt("method", 0, 2, method);
-    job->opt.method = static_cast<SvdMethod>(method);
-    Napi::Value seed = o.Get("seed");
-    if (!seed.IsUndefined()) job->opt.seed = seed_arg(env, seed);
-    Napi::Value vectors = o.Get("vectors");
-    if (!vectors.IsUndefined()) {
-      if (!vectors.IsBoolean()) throw_type(env, "vectors: expected a boolean");
-      job->opt.vectors = vectors.As<Napi::Boolean>().Value();
-    }
-  }
-  need_matrix(env, "A", a.length, job->m, job->n, job->lda);
-  job->A = a.data;
+  const SvdArgs a = svd_args(info);
+  job->A = a.A;
+  job->m = a.m, job->n = a.n, job->k = a.k, job->lda = a.lda;
+  job->opt = a.opt;
   return PromiseWorker::queue(
       env, {info[0]}, [job] { job->run(); }, [job](Napi::Env e) { return job->result(e); });
 }
@@ -125,10 +80,10 @@ Napi::Value Spectrum(const Napi::CallbackInfo& info) {
   };
   auto job = std::make_shared<Job>();
   auto x = typed<float>(info, 0, Gram ? "Z" : "A");
-  job->rows = dim(info, 1, Gram ? "t" : "m");
-  job->cols = dim(info, 2, Gram ? "d" : "n");
-  job->ld = info.Length() > 3 && !info[3].IsUndefined() ? dim(info, 3, "ld") : job->cols;
-  need_matrix(info.Env(), Gram ? "Z" : "A", x.length, job->rows, job->cols, job->ld);
+  job->rows = dim(info, 1, Gram ? "t" : "m", 1);
+  job->cols = dim(info, 2, Gram ? "d" : "n", 1);
+  job->ld = info.Length() > 3 && !info[3].IsUndefined() ? dim(info, 3, "ld", 1) : job->cols;
+  need_matrix(info.Env(), Gram ? "Z" : "A", x.length, job->rows, job->cols, job->ld, "ld");
   job->X = x.data;
   return PromiseWorker::queue(
       info.Env(), {info[0]},
